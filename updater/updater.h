@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * updater/: oobd's update side. HTTP through libcurl (only fetch.c includes
+ * curl.h), the TUF client workflow on top of manifests/' trusted set, and
+ * target download with streaming verification.
+ */
+
+#include "lib.h"
+#include "manifests.h"
+
+/* ---- HTTP fetcher ------------------------------------------------------ */
+
+typedef struct FetchOptions {
+        /* Plain http:// is refused (-EPROTONOSUPPORT) unless the host is on
+         * loopback (127.0.0.0/8, ::1, "localhost") or allow_http is set. */
+        bool allow_http;
+        const char *ca_file;               /* extra CA bundle (PEM), or NULL for the system's */
+        /* Slow-retrieval defence: abort when fewer than low_speed_bytes per
+         * second arrive for low_speed_sec seconds; defaults 1024 B/s, 30 s. */
+        uint64_t low_speed_bytes;
+        unsigned low_speed_sec;
+        unsigned connect_timeout_sec;      /* default 30 */
+        unsigned total_timeout_sec;        /* whole transfer deadline; default 3600 */
+        uint64_t max_bytes_per_sec;        /* bandwidth limit; 0: none */
+        const char *user_agent;            /* default "oob/VERSION" */
+} FetchOptions;
+
+typedef struct Fetcher Fetcher;
+
+int fetcher_new(const FetchOptions *o, Fetcher **ret);
+Fetcher *fetcher_free(Fetcher *f);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Fetcher *, fetcher_free);
+
+/* Called with each chunk as it arrives; a negative return aborts the transfer
+ * and is returned by fetcher_get_stream(). */
+typedef int (*FetchSink)(const void *data, size_t size, void *userdata);
+
+/*
+ * GET url, streaming the body to sink. More than max_size bytes (announced
+ * by Content-Length or received) aborts with -EFBIG: the endless-data
+ * defence. Redirects are followed only to the same scheme (at most 5).
+ * Errors: -ENOENT for 404/403/410, -EIO other HTTP errors, -ETIMEDOUT slow
+ * or over the deadline, -EPROTONOSUPPORT scheme not allowed, -ECONNREFUSED,
+ * -EHOSTUNREACH, -ENOMEM. *ret_http (may be NULL) gets the final status.
+ */
+int fetcher_get_stream(Fetcher *f, const char *url, uint64_t max_size, FetchSink sink,
+                       void *userdata, long *ret_http);
+/* GET url into memory (NUL-terminated, not counted), capped at max_size. */
+int fetcher_get(Fetcher *f, const char *url, uint64_t max_size, char **ret, size_t *ret_size);
+
+/* ---- TUF client ------------------------------------------------------ */
+
+typedef struct TufClientOptions {
+        const char *metadata_dir;          /* trusted metadata: root.json, timestamp.json, ... */
+        const char *metadata_url;          /* base URL of the metadata ("https://h/metadata") */
+        const char *target_base_url;       /* base URL of targets, may be NULL until download */
+        FetchOptions fetch;
+        unsigned max_root_rotations;       /* per refresh; default 32 */
+        unsigned max_delegations;          /* roles visited per target search; default 32 */
+        int64_t reference_time;            /* 0: time(NULL) at refresh start */
+} TufClientOptions;
+
+typedef struct TufClient TufClient;
+
+/* Install the trusted root: copied to METADATA_DIR/root.json after checking
+ * it is self-signed (an untrusted file is refused). */
+int tuf_client_init_root(const char *metadata_dir, const char *root_path);
+
+int tuf_client_new(const TufClientOptions *o, TufClient **ret);
+TufClient *tuf_client_free(TufClient *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TufClient *, tuf_client_free);
+
+/*
+ * The specification's workflow 5.1-5.5: fix the reference time, load the
+ * trusted root, update it through N+1.root.json (capped), check freeze,
+ * fast-forward recovery, then timestamp, snapshot and top-level targets, each
+ * persisted atomically in metadata_dir once trusted. Local copies are used
+ * when still valid. Returns 0 or the first error, logged at debug only.
+ */
+int tuf_client_refresh(TufClient *c);
+
+/*
+ * Find a target's signed info by a pre-order depth-first search of the
+ * delegation graph (loading delegated roles as needed, visiting at most
+ * max_delegations roles, honouring terminating delegations). refresh must
+ * have succeeded. -ENOENT when no role lists it; -EINVAL for a path that
+ * is not valid (see tuf_target_path_is_valid()). The result is owned by the
+ * client and valid until it is freed or refreshed.
+ */
+int tuf_client_find_target(TufClient *c, const char *path, const TufTargetFile **ret);
+
+/* Local file name for a target in a target directory: the path percent-
+ * encoded into one component ("a/b.txt" -> "a%2Fb.txt"), as python-tuf does. */
+char *tuf_client_target_filename(const char *target_path);
+
+/*
+ * Download a target into target_dir (streamed, length-capped, hashes
+ * verified before the file appears under its final name). If a file with
+ * the right length and hashes is already there it is not fetched again.
+ * Consistent snapshots fetch "DIR/HASH.NAME". *ret_path (may be NULL) gets
+ * the local path; *ret_cached whether no download was needed.
+ */
+int tuf_client_download_target(TufClient *c, const TufTargetFile *t, const char *target_dir,
+                               char **ret_path, bool *ret_cached);
+
+/* Fetch a target into memory with the same checks (for manifests, orders). */
+int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, size_t *ret_size);
+
+/* The trusted set after a refresh, for callers that need the metadata. */
+const TufTrustedSet *tuf_client_trusted(const TufClient *c);
