@@ -123,7 +123,13 @@ demo:
 bench:
 	scripts/install-deps
 	$(MAKE) --no-print-directory all
-	scripts/bench
+	BUILD=$(BUILD) scripts/bench
+
+# Benchmark programs (tests/bench/*.c); they may include library headers to
+# measure a reference (e.g. jansson's plain parse) next to our code.
+$(BUILD)/bench/%: tests/bench/%.c $(ROOM_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(ROOM_LIB) $(LDLIBS)
 
 # libFuzzer targets: tests/fuzz/fuzz-*.c, each linked with the production rooms.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
