@@ -16,7 +16,8 @@
 //
 // Root is rotated once: 1.root.json (root key A) -> 2.root.json (root key B,
 // signed by A and B). Key types with --keys mixed: root, timestamp ed25519;
-// snapshot ecdsa-sha2-nistp256; targets threshold 2 of {ed25519, ecdsa};
+// snapshot ecdsa-sha2-nistp256 (keytype "ecdsa"); targets threshold 2 of
+// {ed25519, ecdsa (keytype "ecdsa-sha2-nistp256")};
 // the delegated role "releases" (paths ["payloads/*"]) rsassa-pss-sha256.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -57,7 +58,7 @@ if (!out || !['mixed', 'ed25519'].includes(keyMode))
 
 // A signer: the public Key as metadata lists it plus a sign(bytes) function
 // returning a Signature, which is what Metadata.sign() takes.
-function makeSigner(type) {
+function makeSigner(type, legacyName = false) {
         let keytype, scheme, pub, signFn;
         if (type === 'ed25519') {
                 const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519');
@@ -68,7 +69,8 @@ function makeSigner(type) {
                 signFn = (data) => crypto.sign(null, data, privateKey);
         } else if (type === 'ecdsa') {
                 const { publicKey, privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-                keytype = 'ecdsa';
+                // securesystemslib's current keytype, or the older one.
+                keytype = legacyName ? 'ecdsa-sha2-nistp256' : 'ecdsa';
                 scheme = 'ecdsa-sha2-nistp256';
                 pub = publicKey.export({ format: 'pem', type: 'spki' });
                 // DER ECDSA-Sig-Value over SHA-256 (node's default dsaEncoding).
@@ -102,7 +104,7 @@ const keys = {
         timestamp: makeSigner('ed25519'),
         snapshot: makeSigner(mixed ? 'ecdsa' : 'ed25519'),
         targets1: makeSigner('ed25519'),
-        targets2: makeSigner(mixed ? 'ecdsa' : 'ed25519'),
+        targets2: makeSigner(mixed ? 'ecdsa' : 'ed25519', true),
         releases: makeSigner(mixed ? 'rsa' : 'ed25519'),
 };
 
