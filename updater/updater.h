@@ -110,3 +110,11 @@ int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, si
 
 /* The trusted set after a refresh, for callers that need the metadata. */
 const TufTrustedSet *tuf_client_trusted(const TufClient *c);
+
+/* ---- additions by the "client" helper (updater/tuf-client.c) ------------ */
+
+/* Where the last failing call on c failed, for the caller's one error
+ * message: the metadata or target file and the step, e.g.
+ * "timestamp.json" (verification) or "timestamp.json: download from URL".
+ * NULL when the last call succeeded. Valid until the next call on c. */
+const char *tuf_client_error_context(const TufClient *c);
