@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * hv/: the virtual machine layer, mechanism only. This header covers the
+ * desktop's virtual disks (issue 3); the libvirt domain joins it later.
+ *
+ *   qcow2 chains   through the qemu-img program (qcow2.c); a snapshot
+ *                  boundary is an external overlay: O(1), no guest data copied
+ *   offline disk   qemu-nbd started by libnbd with systemd socket activation
+ *                  (nbd.c); no kernel nbd, no FUSE, no root
+ *   partitions     GPT and MBR discovery over the NBD export (partition.c)
+ *   NTFS           libntfs-3g mounted on a device whose operations go to
+ *                  libnbd (ntfs.c), with the safety checks before any write
+ *   registry       hivex over hive files copied out of and back into the
+ *                  NTFS volume (registry.c)
+ *
+ * Only these files include libnbd, ntfs-3g and hivex headers. Errors:
+ * -ENOENT missing file/path/key, -EEXIST exists, -ENOTDIR/-EISDIR, -EIO
+ * device or tool failure, -EROFS opened read-only, -EBUSY the desktop is
+ * running, -EPROTO unreadable partition table/filesystem/hive, plus the
+ * refusals below. This room logs at debug only; callers log once.
+ */
+
+#include "lib.h"
+
+/* ---- qcow2 chains (qemu-img) ----------------------------------------- */
+
+typedef struct DiskLayer {
+        char *path;                    /* absolute */
+        char *format;                  /* "qcow2", "raw" */
+        uint64_t virtual_size;         /* bytes seen by the guest */
+        uint64_t actual_size;          /* bytes used on the host */
+        char *backing;                 /* absolute backing path or NULL */
+} DiskLayer;
+
+/* The chain from the top image down to its base (qemu-img info --backing-chain). */
+int disk_chain_info(const char *top, DiskLayer **ret, size_t *ret_n);
+void disk_chain_free(DiskLayer *layers, size_t n);
+
+/* New empty qcow2 image of size bytes. */
+int disk_create(const char *path, uint64_t size);
+/* New qcow2 overlay on top of backing (stored as an absolute path). O(1). */
+int disk_create_overlay(const char *backing, const char *overlay);
+/* qemu-img check: 0 clean, -EUCLEAN leaks/corruption, -EIO failure. */
+int disk_check(const char *path);
+/* Merge overlay into its backing file (qemu-img commit): the only O(data) step. */
+int disk_commit(const char *overlay);
+/* Point overlay at a different backing file whose contents are identical
+ * where it matters (qemu-img rebase -u). */
+int disk_rebase_unsafe(const char *overlay, const char *new_backing);
+
+/* ---- offline access ------------------------------------------------------ */
+
+typedef struct OfflineDisk OfflineDisk;
+
+/* Serve image with qemu-nbd (socket activation through libnbd) and connect.
+ * running: the caller's answer to "is the desktop using this disk now?";
+ * a writable open of a running desktop's disk is refused with -EBUSY and
+ * nothing is started. */
+int offline_disk_open(const char *image, bool writable, bool running, OfflineDisk **ret);
+OfflineDisk *offline_disk_close(OfflineDisk *d);   /* flushes, stops qemu-nbd */
+DEFINE_TRIVIAL_CLEANUP_FUNC(OfflineDisk *, offline_disk_close);
+uint64_t offline_disk_size(const OfflineDisk *d);
+int offline_disk_pread(OfflineDisk *d, void *buf, size_t count, uint64_t offset);
+int offline_disk_pwrite(OfflineDisk *d, const void *buf, size_t count, uint64_t offset);
+int offline_disk_flush(OfflineDisk *d);
+
+typedef enum PartitionTable { PARTITION_TABLE_GPT, PARTITION_TABLE_MBR, _PARTITION_TABLE_MAX,
+                              _PARTITION_TABLE_INVALID = -EINVAL } PartitionTable;
+typedef enum PartitionKind { PARTITION_EFI, PARTITION_BASIC_DATA, PARTITION_MSR, PARTITION_RECOVERY,
+                             PARTITION_OTHER, _PARTITION_KIND_MAX, _PARTITION_KIND_INVALID = -EINVAL } PartitionKind;
+const char *partition_table_to_string(PartitionTable t);   /* "gpt", "mbr" */
+const char *partition_kind_to_string(PartitionKind k);     /* "efi", "basic-data", ... */
+
+typedef struct Partition {
+        unsigned number;               /* 1-based */
+        uint64_t offset, size;         /* bytes */
+        PartitionKind kind;
+        bool ntfs;                     /* boot sector says NTFS */
+        bool bitlocker;                /* boot sector says BitLocker ("-FVE-FS-") */
+} Partition;
+
+/* Read GPT (preferred; protective MBR) or MBR. -EPROTO when neither. */
+int disk_partitions(OfflineDisk *d, PartitionTable *ret_table, Partition **ret, size_t *ret_n);
+
+/* ---- NTFS --------------------------------------------------------------- */
+
+typedef struct NtfsVolume NtfsVolume;
+
+typedef enum VolumeRefusal {
+        VOLUME_OK,
+        VOLUME_HIBERNATED,             /* hiberfil.sys holds a hibernation image (also fast startup) */
+        VOLUME_DIRTY,                  /* NTFS dirty flag or unclean $LogFile */
+        VOLUME_BITLOCKER,              /* encrypted: cannot be patched offline */
+        _VOLUME_REFUSAL_MAX,
+        _VOLUME_REFUSAL_INVALID = -EINVAL,
+} VolumeRefusal;
+const char *volume_refusal_to_string(VolumeRefusal r);      /* "ok", "hibernated", ... */
+/* One sentence for the admin: what it is and what to do about it. */
+const char *volume_refusal_advice(VolumeRefusal r);
+
+typedef struct VolumeState {
+        VolumeRefusal refusal;
+        char *label;
+        uint64_t size, free;
+        unsigned ntfs_major, ntfs_minor;
+} VolumeState;
+
+/* Mount the NTFS file system in partition p through libntfs-3g on libnbd.
+ * Read-only opens always work on a readable volume (to inspect it); a
+ * writable open first checks the state and refuses with -EPERM and
+ * *ret_refusal set when it is hibernated, dirty or BitLocker, without
+ * writing a single byte. */
+int ntfs_volume_open(OfflineDisk *d, const Partition *p, bool writable, NtfsVolume **ret,
+                     VolumeRefusal *ret_refusal);
+NtfsVolume *ntfs_volume_close(NtfsVolume *v);      /* unmounts, syncs */
+DEFINE_TRIVIAL_CLEANUP_FUNC(NtfsVolume *, ntfs_volume_close);
+int ntfs_volume_state(NtfsVolume *v, VolumeState *ret);
+void volume_state_done(VolumeState *s);
+
+/*
+ * Paths are '/'-separated, relative to the volume root, looked up
+ * case-insensitively as Windows does ("windows/system32" finds
+ * "Windows/System32"); names are created with the given case. Components
+ * "..", "." and empty ones are refused (-EINVAL) as are ':' (streams) and
+ * the characters Windows forbids in names.
+ */
+typedef struct NtfsStat {
+        bool is_dir;
+        uint64_t size;
+        char *name;                    /* the on-disk spelling of the last component */
+} NtfsStat;
+
+int ntfs_volume_stat(NtfsVolume *v, const char *path, NtfsStat *ret);
+void ntfs_stat_done(NtfsStat *s);
+int ntfs_volume_read_file(NtfsVolume *v, const char *path, size_t max_size, char **ret, size_t *ret_size);
+/* Create parent directories as needed. */
+int ntfs_volume_mkdir_p(NtfsVolume *v, const char *path);
+/* Create or replace a regular file, streaming from a callback: read(userdata,
+ * buf, size) returns bytes read, 0 at end, negative errno on error. */
+typedef ssize_t (*NtfsReader)(void *userdata, void *buf, size_t size);
+int ntfs_volume_write_file(NtfsVolume *v, const char *path, NtfsReader reader, void *userdata);
+int ntfs_volume_write_buffer(NtfsVolume *v, const char *path, const void *data, size_t size);
+/* Delete a file (not a directory); -ENOENT when absent. */
+int ntfs_volume_unlink(NtfsVolume *v, const char *path);
+/* List a directory's entries (Win32 names), NULL-terminated. */
+int ntfs_volume_list(NtfsVolume *v, const char *path, char ***ret);
+
+/* The Windows volume: the NTFS partition holding Windows/System32/config/SYSTEM. */
+int disk_find_windows(OfflineDisk *d, Partition *ret);
+
+/* ---- registry -------------------------------------------------------------- */
+
+typedef struct RegistryHive RegistryHive;
+
+/* Open a hive file of the volume (e.g. "Windows/System32/config/SYSTEM",
+ * "Users/alice/NTUSER.DAT"): copied to a private temp file and opened with
+ * hivex; writable requires a writable volume. */
+int registry_hive_open(NtfsVolume *v, const char *path, bool writable, RegistryHive **ret);
+/* Write the changed hive back into the volume (atomically as far as NTFS
+ * allows: a new file, then a rename over the old one). */
+int registry_hive_commit(RegistryHive *h);
+RegistryHive *registry_hive_close(RegistryHive *h);   /* discards uncommitted changes */
+DEFINE_TRIVIAL_CLEANUP_FUNC(RegistryHive *, registry_hive_close);
+
+typedef enum RegistryType {
+        REGISTRY_SZ = 1, REGISTRY_EXPAND_SZ = 2, REGISTRY_BINARY = 3, REGISTRY_DWORD = 4,
+        REGISTRY_MULTI_SZ = 7, REGISTRY_QWORD = 11,
+} RegistryType;                    /* the numeric values Windows uses */
+
+typedef struct RegistryValue {
+        RegistryType type;
+        char **strings;                /* SZ/EXPAND_SZ: one; MULTI_SZ: many (UTF-8) */
+        uint64_t number;               /* DWORD/QWORD */
+        uint8_t *data;                 /* BINARY (and the raw bytes of any type) */
+        size_t size;
+} RegistryValue;
+void registry_value_done(RegistryValue *v);
+
+/* key: backslash-separated path below the hive root, case-insensitive;
+ * in SYSTEM, "CurrentControlSet\..." is resolved through Select\Current. */
+int registry_get(RegistryHive *h, const char *key, const char *name, RegistryValue *ret);
+int registry_set(RegistryHive *h, const char *key, const char *name, const RegistryValue *v);  /* creates keys */
+int registry_delete_value(RegistryHive *h, const char *key, const char *name);
+int registry_delete_key(RegistryHive *h, const char *key);     /* recursively */
+
+typedef struct WindowsInfo {
+        char *product_name;            /* "Windows 10 Pro" */
+        char *edition_id;              /* "Professional" */
+        char *display_version;         /* "22H2" or NULL */
+        uint64_t build;                /* CurrentBuildNumber, e.g. 19045 */
+        uint64_t ubr;                  /* update build revision, 0 if absent */
+} WindowsInfo;
+/* Read from SOFTWARE\Microsoft\Windows NT\CurrentVersion of the offline volume. */
+int windows_info_read(NtfsVolume *v, WindowsInfo *ret);
+void windows_info_done(WindowsInfo *w);
