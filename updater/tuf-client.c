@@ -514,7 +514,7 @@ int tuf_client_find_target(TufClient *c, const char *path, const TufTargetFile *
 
         c->error[0] = 0;
         if (!tuf_target_path_is_valid(path))
-                return client_fail(c, -EINVAL, "'%s': not a valid target path", path);
+                return client_fail(c, -EINVAL, "not a valid target path");
 
         r = visit_stack_push(&stack, "targets", "root");
         if (r < 0)
@@ -556,7 +556,7 @@ int tuf_client_find_target(TufClient *c, const char *path, const TufTargetFile *
 
         if (stack.n > 0)
                 log_debug("TUF client: %zu roles left unvisited after %u delegations", stack.n, n_visited);
-        return client_fail(c, -ENOENT, "'%s': no trusted role lists this target", path);
+        return client_fail(c, -ENOENT, "no trusted role lists it");
 }
 
 /* ---- 5.7 targets ------------------------------------------------------------- */
@@ -758,22 +758,22 @@ static int client_download_target_at(TufClient *c, const TufTargetFile *t, int d
                 return r;
         fd = target_tmpfile_open(dir_fd, name, &tmpname);
         if (fd < 0)
-                return client_fail(c, fd, "%s: creating a temporary file", t->path);
+                return client_fail(c, fd, "creating a temporary file");
 
         sink = (TargetSink) { .hasher = h, .fd = fd };
         /* The signed length caps the transfer: the endless-data defence. */
         r = fetcher_get_stream(c->fetcher, url, t->length, target_sink, &sink, NULL);
         if (r < 0)
-                r = client_fail(c, r, "%s: download from %s", t->path, url);
+                r = client_fail(c, r, "download from %s", url);
         else {
                 r = tuf_hasher_verify(h, t->length, &t->hashes);
                 if (r < 0)
-                        r = client_fail(c, r, "%s: downloaded from %s", t->path, url);
+                        r = client_fail(c, r, "verifying the download from %s", url);
         }
         if (r >= 0) {
                 r = target_tmpfile_commit(fd, dir_fd, tmpname, name);
                 if (r < 0)
-                        r = client_fail(c, r, "%s: saving as %s", t->path, name);
+                        r = client_fail(c, r, "saving as %s", name);
                 else {
                         free(tmpname);  /* renamed: nothing to remove */
                         tmpname = NULL;
@@ -799,19 +799,19 @@ int tuf_client_download_target(TufClient *c, const TufTargetFile *t, const char 
 
         c->error[0] = 0;
         if (!tuf_target_path_is_valid(t->path))
-                return client_fail(c, -EINVAL, "'%s': not a valid target path", t->path);
+                return client_fail(c, -EINVAL, "not a valid target path");
         name = tuf_client_target_filename(t->path);
         if (!name)
                 return -ENOMEM;
         if (!filename_is_safe(name))
-                return client_fail(c, -ENAMETOOLONG, "'%s': local file name too long", t->path);
+                return client_fail(c, -ENAMETOOLONG, "local file name too long");
         path = path_join(target_dir, name);
         if (!path)
                 return -ENOMEM;
 
         dir_fd = open(target_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
-                return client_fail(c, -errno, "%s: opening the target directory", target_dir);
+                return client_fail(c, -errno, "opening the target directory %s", target_dir);
 
         r = target_file_verify_at(dir_fd, name, t);
         if (r >= 0) {
@@ -846,14 +846,14 @@ int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, si
 
         c->error[0] = 0;
         if (!tuf_target_path_is_valid(t->path))
-                return client_fail(c, -EINVAL, "'%s': not a valid target path", t->path);
+                return client_fail(c, -EINVAL, "not a valid target path");
 
         r = target_url(c, t, &url);
         if (r < 0)
                 return r;
         r = fetcher_get(c->fetcher, url, t->length, &data, &size);
         if (r < 0)
-                return client_fail(c, r, "%s: download from %s", t->path, url);
+                return client_fail(c, r, "download from %s", url);
 
         r = tuf_hasher_new(&h);
         if (r < 0)
@@ -862,7 +862,7 @@ int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, si
         if (r >= 0)
                 r = tuf_hasher_verify(h, t->length, &t->hashes);
         if (r < 0)
-                return client_fail(c, r, "%s: downloaded from %s", t->path, url);
+                return client_fail(c, r, "verifying the download from %s", url);
 
         if (ret_size)
                 *ret_size = size;

@@ -114,7 +114,9 @@ const TufTrustedSet *tuf_client_trusted(const TufClient *c);
 /* ---- additions by the "client" helper (updater/tuf-client.c) ------------ */
 
 /* Where the last failing call on c failed, for the caller's one error
- * message: the metadata or target file and the step, e.g.
- * "timestamp.json" (verification) or "timestamp.json: download from URL".
- * NULL when the last call succeeded. Valid until the next call on c. */
+ * message. Refresh names the metadata file and the step: "timestamp.json"
+ * (verification), "timestamp.json: download from URL", "root.json: saving
+ * to DIR"; target calls only the step ("download from URL", "verifying the
+ * download from URL"), the caller names the target. NULL when the last call
+ * succeeded. Valid until the next call on c. */
 const char *tuf_client_error_context(const TufClient *c);

@@ -123,7 +123,7 @@ static int tuf_download_one(TufClient *c, const TufArgs *a, const char *name) {
 
         r = tuf_client_download_target(c, t, a->target_dir, &path, &cached);
         if (r < 0) {
-                if (asprintf(&what, "Failed to download target '%s' from %s", name, a->target_base_url) < 0)
+                if (asprintf(&what, "Failed to download target '%s'", name) < 0)
                         return log_error_errno(-ENOMEM, "Out of memory.");
                 return log_client_error(c, r, what);
         }
