@@ -212,7 +212,7 @@ static const char *registry_key_problem(const char *s) {
         }
 }
 
-static int parse_registry_key(const YNode *m, const char *what, char **ret, char **ret_error) {
+static int parse_registry_key(const YNode *m, const char *what, const char *hive, char **ret, char **ret_error) {
         _cleanup_free_ char *s = NULL;
         const char *problem;
         int r;
@@ -221,6 +221,11 @@ static int parse_registry_key(const YNode *m, const char *what, char **ret, char
         if (r < 0)
                 return r;
         problem = registry_key_problem(s);
+        /* CurrentControlSet is a link Windows creates at boot: an offline
+         * SYSTEM hive has only ControlSet001, ... (Select\Current says which). */
+        if (!problem && streq(hive, "SYSTEM") && strncasecmp(s, "CurrentControlSet", 17) == 0 &&
+            (s[17] == 0 || s[17] == '\\'))
+                problem = "an offline SYSTEM hive has no CurrentControlSet: name the control set (ControlSet001)";
         if (problem)
                 return ynode_error(ynode_get(m, "key"), ret_error, -EPROTO, "'key': invalid registry key: %s",
                                    problem);
@@ -432,7 +437,7 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
                 r = parse_hive(p, what, &a->hive, ret_error);
                 if (r < 0)
                         return r;
-                r = parse_registry_key(p, what, &a->key, ret_error);
+                r = parse_registry_key(p, what, a->hive, &a->key, ret_error);
                 if (r < 0)
                         return r;
                 r = parse_value_name(p, what, true, &a->value_name, ret_error);
@@ -447,7 +452,7 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
                 r = parse_hive(p, what, &a->hive, ret_error);
                 if (r < 0)
                         return r;
-                r = parse_registry_key(p, what, &a->key, ret_error);
+                r = parse_registry_key(p, what, a->hive, &a->key, ret_error);
                 if (r < 0)
                         return r;
                 return parse_value_name(p, what, false, &a->value_name, ret_error);

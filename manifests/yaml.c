@@ -332,6 +332,10 @@ static int translate_parser_error(const yaml_parser_t *p, const uint8_t *data, s
         default:
                 line = p->problem_mark.line + 1;
                 column = p->problem_mark.column + 1;
+                /* The most common hand-editing mistake gets a plain answer. */
+                if (p->problem_mark.index < size && data[p->problem_mark.index] == '\t')
+                        return format_error(ret_error, -EPROTO, line, column,
+                                            "a tab character: YAML is indented with spaces only");
                 if (p->context)
                         return format_error(ret_error, -EPROTO, line, column, "%s (%s at line %zu, column %zu)",
                                             problem, p->context, p->context_mark.line + 1,
