@@ -38,11 +38,15 @@ typedef struct DiskLayer {
 int disk_chain_info(const char *top, DiskLayer **ret, size_t *ret_n);
 void disk_chain_free(DiskLayer *layers, size_t n);
 
-/* New empty qcow2 image of size bytes. */
+/* New empty qcow2 image of size bytes. Never overwrites: -EEXIST when path
+ * exists. */
 int disk_create(const char *path, uint64_t size);
-/* New qcow2 overlay on top of backing (stored as an absolute path). O(1). */
+/* New qcow2 overlay on top of backing (stored as an absolute path, with its
+ * format given explicitly). O(1). -EEXIST when overlay exists, -ENOENT when
+ * backing does not. */
 int disk_create_overlay(const char *backing, const char *overlay);
-/* qemu-img check: 0 clean, -EUCLEAN leaks/corruption, -EIO failure. */
+/* qemu-img check: 0 clean, -EUCLEAN leaks/corruption, -EIO failure,
+ * -EOPNOTSUPP for a format without checks (raw). */
 int disk_check(const char *path);
 /* Merge overlay into its backing file (qemu-img commit): the only O(data) step. */
 int disk_commit(const char *overlay);
@@ -149,6 +153,16 @@ int ntfs_volume_list(NtfsVolume *v, const char *path, char ***ret);
 
 /* The Windows volume: the NTFS partition holding Windows/System32/config/SYSTEM. */
 int disk_find_windows(OfflineDisk *d, Partition *ret);
+
+/* -- added by the disk helper (implemented in ntfs.c) -- */
+/* Rename a file (not a directory), possibly into another existing directory;
+ * an existing file at to is replaced. Not atomic (libntfs-3g has no journal):
+ * the old to is deleted first, so after a crash the new contents are under
+ * from or to, never lost. -ENOENT when from is absent, -EISDIR for
+ * directories. */
+int ntfs_volume_rename(NtfsVolume *v, const char *from, const char *to);
+/* Remove an empty directory; -ENOTEMPTY otherwise, -ENOTDIR for files. */
+int ntfs_volume_rmdir(NtfsVolume *v, const char *path);
 
 /* ---- registry -------------------------------------------------------------- */
 
