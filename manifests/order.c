@@ -119,6 +119,7 @@ int order_parse(const void *data, size_t size, Order **ret, char **ret_error) {
         _cleanup_(ynode_freep) YNode *root = NULL;
         _cleanup_(order_freep) Order *o = NULL;
         _cleanup_free_ char *format = NULL, *expires = NULL, *action = NULL;
+        char canonical[21];
         int r;
 
         assert_return(data || size == 0, -EINVAL);
@@ -158,7 +159,11 @@ int order_parse(const void *data, size_t size, Order **ret, char **ret_error) {
         r = ymap_required_string(root, what, "expires", 64, &expires, ret_error);
         if (r < 0)
                 return r;
-        if (parse_iso8601_utc(expires, &o->expires) < 0)
+        /* Formatting back must give the same text: this also refuses dates
+         * that do not exist (2026-02-30), which a normalizing parser would
+         * otherwise move into March. */
+        if (parse_iso8601_utc(expires, &o->expires) < 0 || format_iso8601_utc(o->expires, canonical) < 0 ||
+            !streq(canonical, expires))
                 return ynode_error(ynode_get(root, "expires"), ret_error, -EPROTO,
                                    "'expires' must be a UTC time like 2026-11-22T00:00:00Z");
 
