@@ -126,6 +126,9 @@ START_TEST(test_parse_refuses) {
         assert_refused("{\"a\":[1,{\"b\":[0.5]}]}", -EPROTO);
         assert_refused("{\"a\":1,\"a\":2}", -EPROTO);
         assert_refused("{\"o\":{\"a\":1,\"a\":1}}", -EPROTO);
+        /* The same key spelled two ways is still a duplicate. */
+        assert_refused("{\"a\":1,\"\\u0061\":2}", -EPROTO);
+        assert_refused("{\"a\":\"\\ud800\"}", -EPROTO);  /* lone surrogate */
         assert_refused("{\"a\":\"x\\u0000y\"}", -EPROTO);
         assert_refused("{\"a\\u0000\":1}", -EPROTO);
         assert_refused("[1,2]", -EPROTO);
