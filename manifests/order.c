@@ -18,17 +18,14 @@
 #define PATH_MAX_LENGTH 4096
 
 static const char *const order_action_table[_ORDER_ACTION_MAX] = {
-        [ORDER_ROLLBACK] = "rollback",
-        [ORDER_REIMAGE] = "reimage",
-        [ORDER_COLLECT] = "collect",
-        [ORDER_SWITCH_OS] = "switch-os",
-        [ORDER_PIN] = "pin",
+        [ORDER_ROLLBACK] = "rollback",   [ORDER_REIMAGE] = "reimage", [ORDER_COLLECT] = "collect",
+        [ORDER_SWITCH_OS] = "switch-os", [ORDER_PIN] = "pin",
 };
 
 DEFINE_STRING_TABLE_LOOKUP(order_action, OrderAction);
 
 /* What "collect" may upload; "all" when the order does not say. */
-static const char *const collect_what[] = { "crash-dumps", "logs", "all", NULL };
+static const char *const collect_what[] = {"crash-dumps", "logs", "all", NULL};
 
 /* The arguments each action takes: required, optional, or not at all. */
 typedef enum ArgUse { ARG_NO, ARG_OPTIONAL, ARG_REQUIRED } ArgUse;
@@ -36,11 +33,9 @@ typedef enum ArgUse { ARG_NO, ARG_OPTIONAL, ARG_REQUIRED } ArgUse;
 static const struct {
         ArgUse snapshot, image, what, slot;
 } action_args[_ORDER_ACTION_MAX] = {
-        [ORDER_ROLLBACK] = { .snapshot = ARG_OPTIONAL },
-        [ORDER_REIMAGE] = { .image = ARG_REQUIRED },
-        [ORDER_COLLECT] = { .what = ARG_OPTIONAL },
-        [ORDER_SWITCH_OS] = { .slot = ARG_REQUIRED },
-        [ORDER_PIN] = { .snapshot = ARG_REQUIRED },
+        [ORDER_ROLLBACK] = {.snapshot = ARG_OPTIONAL}, [ORDER_REIMAGE] = {.image = ARG_REQUIRED},
+        [ORDER_COLLECT] = {.what = ARG_OPTIONAL},      [ORDER_SWITCH_OS] = {.slot = ARG_REQUIRED},
+        [ORDER_PIN] = {.snapshot = ARG_REQUIRED},
 };
 
 Order *order_free(Order *o) {
@@ -67,7 +62,8 @@ static int parse_arg(const YNode *root, OrderAction action, const char *key, Arg
 
         if (!v) {
                 if (use == ARG_REQUIRED)
-                        return ynode_error(root, ret_error, -EPROTO, "missing required key '%s' for action '%s'", key,
+                        return ynode_error(root, ret_error, -EPROTO,
+                                           "missing required key '%s' for action '%s'", key,
                                            order_action_to_string(action));
                 *ret = NULL;
                 return 0;
@@ -90,7 +86,8 @@ static int parse_arg(const YNode *root, OrderAction action, const char *key, Arg
 }
 
 static const char *snapshot_problem(const char *s) {
-        return manifest_name_is_safe(s, SNAPSHOT_MAX) ? NULL : "names use only A-Z a-z 0-9 . _ - (at most 128)";
+        return manifest_name_is_safe(s, SNAPSHOT_MAX) ? NULL
+                                                      : "names use only A-Z a-z 0-9 . _ - (at most 128)";
 }
 
 static const char *slot_problem(const char *s) {
@@ -98,9 +95,10 @@ static const char *slot_problem(const char *s) {
 }
 
 static const char *image_problem(const char *s) {
-        return tuf_target_path_is_valid(s) ? NULL
-                                           : "an image is a target path: relative, '/'-separated, no empty, '.' or "
-                                             "'..' parts";
+        return tuf_target_path_is_valid(s)
+                       ? NULL
+                       : "an image is a target path: relative, '/'-separated, no empty, '.' or "
+                         "'..' parts";
 }
 
 static const char *what_problem(const char *s) {
@@ -112,8 +110,8 @@ static const char *what_problem(const char *s) {
 
 int order_parse(const void *data, size_t size, Order **ret, char **ret_error) {
         static const char *const keys[] = {
-                "format", "device", "sequence", "expires", "action", "snapshot", "image", "what", "slot", "reason",
-                NULL,
+                "format", "device", "sequence", "expires", "action", "snapshot",
+                "image",  "what",   "slot",     "reason",  NULL,
         };
         static const char what[] = "the order";
         _cleanup_(ynode_freep) YNode *root = NULL;
@@ -137,8 +135,8 @@ int order_parse(const void *data, size_t size, Order **ret, char **ret_error) {
                 return r;
         if (!streq(format, ORDER_FORMAT)) {
                 _cleanup_free_ char *d = yaml_display(format);
-                return ynode_error(ynode_get(root, "format"), ret_error, -EPROTO, "'format' is '%s', expected '%s'",
-                                   strna(d), ORDER_FORMAT);
+                return ynode_error(ynode_get(root, "format"), ret_error, -EPROTO,
+                                   "'format' is '%s', expected '%s'", strna(d), ORDER_FORMAT);
         }
 
         o = calloc(1, sizeof(Order));
@@ -175,15 +173,16 @@ int order_parse(const void *data, size_t size, Order **ret, char **ret_error) {
                 return ynode_error(ynode_get(root, "action"), ret_error, -EPROTO,
                                    "'action' must be one of rollback, reimage, collect, switch-os, pin");
 
-        r = parse_arg(root, o->action, "snapshot", action_args[o->action].snapshot, SNAPSHOT_MAX, snapshot_problem,
-                      &o->snapshot, ret_error);
+        r = parse_arg(root, o->action, "snapshot", action_args[o->action].snapshot, SNAPSHOT_MAX,
+                      snapshot_problem, &o->snapshot, ret_error);
         if (r < 0)
                 return r;
         r = parse_arg(root, o->action, "image", action_args[o->action].image, PATH_MAX_LENGTH, image_problem,
                       &o->image, ret_error);
         if (r < 0)
                 return r;
-        r = parse_arg(root, o->action, "what", action_args[o->action].what, 32, what_problem, &o->what, ret_error);
+        r = parse_arg(root, o->action, "what", action_args[o->action].what, 32, what_problem, &o->what,
+                      ret_error);
         if (r < 0)
                 return r;
         if (o->action == ORDER_COLLECT && !o->what) {

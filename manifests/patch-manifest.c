@@ -66,7 +66,7 @@ static void patch_action_done(PatchAction *a) {
         free(a->binary);
         free(a->command);
         free(a->slot);
-        *a = (PatchAction) {};
+        *a = (PatchAction){};
 }
 
 PatchManifest *patch_manifest_free(PatchManifest *m) {
@@ -92,7 +92,8 @@ static const char *target_path_problem(const char *s) {
 }
 
 static const char *safe_name_problem(const char *s) {
-        return manifest_name_is_safe(s, NAME_MAX_LENGTH) ? NULL : "names use only A-Z a-z 0-9 . _ - (at most 64)";
+        return manifest_name_is_safe(s, NAME_MAX_LENGTH) ? NULL
+                                                         : "names use only A-Z a-z 0-9 . _ - (at most 64)";
 }
 
 /*
@@ -136,7 +137,8 @@ static const char *volume_path_problem(char *s) {
         }
 }
 
-static int parse_volume_path(const YNode *n, const char *key, bool allow_root, char **ret, char **ret_error) {
+static int parse_volume_path(const YNode *n, const char *key, bool allow_root, char **ret,
+                             char **ret_error) {
         _cleanup_free_ char *s = NULL;
         const char *problem;
         int r;
@@ -155,7 +157,8 @@ static int parse_volume_path(const YNode *n, const char *key, bool allow_root, c
         return 0;
 }
 
-static int parse_target_path(const YNode *m, const char *what, const char *key, char **ret, char **ret_error) {
+static int parse_target_path(const YNode *m, const char *what, const char *key, char **ret,
+                             char **ret_error) {
         _cleanup_free_ char *s = NULL;
         int r;
 
@@ -163,7 +166,8 @@ static int parse_target_path(const YNode *m, const char *what, const char *key, 
         if (r < 0)
                 return r;
         if (!tuf_target_path_is_valid(s))
-                return ynode_error(ynode_get(m, key), ret_error, -EPROTO, "'%s': %s", key, target_path_problem(s));
+                return ynode_error(ynode_get(m, key), ret_error, -EPROTO, "'%s': %s", key,
+                                   target_path_problem(s));
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -182,15 +186,16 @@ static int parse_hive(const YNode *m, const char *what, char **ret, char **ret_e
         }
         user = strneq(s, "NTUSER:", STRLEN("NTUSER:")) ? s + STRLEN("NTUSER:") : NULL;
         if (!user || !manifest_name_is_safe(user, NAME_MAX_LENGTH))
-                return ynode_error(ynode_get(m, "hive"), ret_error, -EPROTO,
-                                   "'hive' must be SYSTEM, SOFTWARE or NTUSER:<user> (user: A-Z a-z 0-9 . _ -)");
+                return ynode_error(
+                        ynode_get(m, "hive"), ret_error, -EPROTO,
+                        "'hive' must be SYSTEM, SOFTWARE or NTUSER:<user> (user: A-Z a-z 0-9 . _ -)");
         *ret = TAKE_PTR(s);
         return 0;
 }
 
 /* A key path under the hive: backslash-separated, no empty parts. */
 static const char *registry_key_problem(const char *s) {
-        static const char *const roots[] = { "HKEY_", "HKLM", "HKCU", "HKU", "HKCR" };
+        static const char *const roots[] = {"HKEY_", "HKLM", "HKCU", "HKU", "HKCR"};
         const char *c = s;
 
         for (size_t i = 0; i < ELEMENTSOF(roots); i++)
@@ -212,7 +217,8 @@ static const char *registry_key_problem(const char *s) {
         }
 }
 
-static int parse_registry_key(const YNode *m, const char *what, const char *hive, char **ret, char **ret_error) {
+static int parse_registry_key(const YNode *m, const char *what, const char *hive, char **ret,
+                              char **ret_error) {
         _cleanup_free_ char *s = NULL;
         const char *problem;
         int r;
@@ -225,10 +231,11 @@ static int parse_registry_key(const YNode *m, const char *what, const char *hive
          * SYSTEM hive has only ControlSet001, ... (Select\Current says which). */
         if (!problem && streq(hive, "SYSTEM") && strncasecmp(s, "CurrentControlSet", 17) == 0 &&
             (s[17] == 0 || s[17] == '\\'))
-                problem = "an offline SYSTEM hive has no CurrentControlSet: name the control set (ControlSet001)";
+                problem = "an offline SYSTEM hive has no CurrentControlSet: name the control set "
+                          "(ControlSet001)";
         if (problem)
-                return ynode_error(ynode_get(m, "key"), ret_error, -EPROTO, "'key': invalid registry key: %s",
-                                   problem);
+                return ynode_error(ynode_get(m, "key"), ret_error, -EPROTO,
+                                   "'key': invalid registry key: %s", problem);
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -251,9 +258,10 @@ static int parse_value_name(const YNode *m, const char *what, bool required, cha
 
         if (!n) {
                 if (required)
-                        return ynode_error(m, ret_error, -EPROTO,
-                                           "missing required key 'name' in %s (use name: \"\" for the default value)",
-                                           what);
+                        return ynode_error(
+                                m, ret_error, -EPROTO,
+                                "missing required key 'name' in %s (use name: \"\" for the default value)",
+                                what);
                 *ret = NULL;
                 return 0;
         }
@@ -280,10 +288,12 @@ static int parse_binary(const YNode *n, uint8_t **ret, size_t *ret_size, char **
         bool separated;
 
         if (n->type != YNODE_SCALAR)
-                return ynode_error(n, ret_error, -EPROTO, "'value' of REG_BINARY must be a hex string, not a %s",
+                return ynode_error(n, ret_error, -EPROTO,
+                                   "'value' of REG_BINARY must be a hex string, not a %s",
                                    ynode_type_to_string(n->type));
         if (ynode_is_null(n))
-                return ynode_error(n, ret_error, -EPROTO, "'value' has no value (use \"\" for empty REG_BINARY)");
+                return ynode_error(n, ret_error, -EPROTO,
+                                   "'value' has no value (use \"\" for empty REG_BINARY)");
 
         s = n->value;
         separated = strpbrk(s, seps) != NULL;
@@ -299,13 +309,15 @@ static int parse_binary(const YNode *n, uint8_t **ret, size_t *ret_size, char **
                         break;
                 len = strcspn(p, seps);
                 if ((separated && len != 2) || len % 2 != 0)
-                        return ynode_error(n, ret_error, -EPROTO,
-                                           "'value' of REG_BINARY must be hex bytes, e.g. \"0102ff\" or \"01,02,ff\"");
+                        return ynode_error(
+                                n, ret_error, -EPROTO,
+                                "'value' of REG_BINARY must be hex bytes, e.g. \"0102ff\" or \"01,02,ff\"");
                 for (size_t i = 0; i < len; i += 2) {
                         int hi = hexdigit(p[i]), lo = hexdigit(p[i + 1]);
                         if (hi < 0 || lo < 0)
                                 return ynode_error(n, ret_error, -EPROTO,
-                                                   "'value' of REG_BINARY contains a character that is not a hex digit");
+                                                   "'value' of REG_BINARY contains a character that is not "
+                                                   "a hex digit");
                         buf[k++] = (uint8_t) (hi << 4 | lo);
                 }
                 p += len;
@@ -333,7 +345,8 @@ static int parse_registry_value(const YNode *m, PatchAction *a, char **ret_error
 
         v = ynode_get(m, "value");
         if (!v)
-                return ynode_error(m, ret_error, -EPROTO, "missing required key 'value' in action 'registry-set'");
+                return ynode_error(m, ret_error, -EPROTO,
+                                   "missing required key 'value' in action 'registry-set'");
 
         switch (t) {
         case REG_VALUE_SZ:
@@ -342,8 +355,8 @@ static int parse_registry_value(const YNode *m, PatchAction *a, char **ret_error
                 if (!l)
                         return -ENOMEM;
                 if (v->type != YNODE_SCALAR)
-                        return ynode_error(v, ret_error, -EPROTO, "'value' of %s must be a string, not a %s", type,
-                                           ynode_type_to_string(v->type));
+                        return ynode_error(v, ret_error, -EPROTO, "'value' of %s must be a string, not a %s",
+                                           type, ynode_type_to_string(v->type));
                 r = registry_string(v, "value", YAML_MAX_SIZE, &l[0], ret_error);
                 if (r < 0)
                         return r;
@@ -352,10 +365,14 @@ static int parse_registry_value(const YNode *m, PatchAction *a, char **ret_error
         }
         case REG_VALUE_MULTI_SZ:
                 if (v->type != YNODE_SEQUENCE)
-                        return ynode_error(v, ret_error, -EPROTO, "'value' of REG_MULTI_SZ must be a list of strings, "
-                                           "not a %s", ynode_is_null(v) ? "missing value" : ynode_type_to_string(v->type));
+                        return ynode_error(v, ret_error, -EPROTO,
+                                           "'value' of REG_MULTI_SZ must be a list of strings, "
+                                           "not a %s",
+                                           ynode_is_null(v) ? "missing value"
+                                                            : ynode_type_to_string(v->type));
                 /* An empty string would end the list early: ynode_strv() refuses it. */
-                r = ynode_strv(v, "value", YAML_MAX_NODES, YAML_MAX_SIZE, NULL, false, &a->strings, ret_error);
+                r = ynode_strv(v, "value", YAML_MAX_NODES, YAML_MAX_SIZE, NULL, false, &a->strings,
+                               ret_error);
                 if (r < 0)
                         return r;
                 break;
@@ -392,27 +409,30 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
         switch (type) {
 
         case PATCH_ACTION_EXTRACT:
-                r = ymap_check(p, what, (const char *const[]) { "payload", "dest", NULL }, ret_error);
+                r = ymap_check(p, what, (const char *const[]){"payload", "dest", NULL}, ret_error);
                 if (r < 0)
                         return r;
                 r = parse_target_path(p, what, "payload", &a->payload, ret_error);
                 if (r < 0)
                         return r;
                 if (!ynode_get(p, "dest"))
-                        return ynode_error(p, ret_error, -EPROTO,
-                                           "missing required key 'dest' in %s (use dest: . for the volume root)", what);
+                        return ynode_error(
+                                p, ret_error, -EPROTO,
+                                "missing required key 'dest' in %s (use dest: . for the volume root)", what);
                 return parse_volume_path(ynode_get(p, "dest"), "dest", true, &a->dest, ret_error);
 
         case PATCH_ACTION_DELETE: {
                 _cleanup_strv_free_ char **l = NULL;
 
                 if (p->type != YNODE_SEQUENCE)
-                        return ynode_error(p, ret_error, -EPROTO,
-                                           "'delete' takes a list of volume paths, e.g. [Windows/System32/old.sys]");
+                        return ynode_error(
+                                p, ret_error, -EPROTO,
+                                "'delete' takes a list of volume paths, e.g. [Windows/System32/old.sys]");
                 if (p->n_items == 0)
                         return ynode_error(p, ret_error, -EPROTO, "'delete' lists no paths");
                 if (p->n_items > LIST_MAX)
-                        return ynode_error(p, ret_error, -EPROTO, "'delete' lists more than %d paths", LIST_MAX);
+                        return ynode_error(p, ret_error, -EPROTO, "'delete' lists more than %d paths",
+                                           LIST_MAX);
                 l = calloc(p->n_items + 1, sizeof(char *));
                 if (!l)
                         return -ENOMEM;
@@ -430,7 +450,7 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
         }
 
         case PATCH_ACTION_REGISTRY_SET:
-                r = ymap_check(p, what, (const char *const[]) { "hive", "key", "name", "type", "value", NULL },
+                r = ymap_check(p, what, (const char *const[]){"hive", "key", "name", "type", "value", NULL},
                                ret_error);
                 if (r < 0)
                         return r;
@@ -446,7 +466,7 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
                 return parse_registry_value(p, a, ret_error);
 
         case PATCH_ACTION_REGISTRY_DELETE:
-                r = ymap_check(p, what, (const char *const[]) { "hive", "key", "name", NULL }, ret_error);
+                r = ymap_check(p, what, (const char *const[]){"hive", "key", "name", NULL}, ret_error);
                 if (r < 0)
                         return r;
                 r = parse_hive(p, what, &a->hive, ret_error);
@@ -458,7 +478,7 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
                 return parse_value_name(p, what, false, &a->value_name, ret_error);
 
         case PATCH_ACTION_STAGE_PACKAGE:
-                r = ymap_check(p, what, (const char *const[]) { "payload", "command", NULL }, ret_error);
+                r = ymap_check(p, what, (const char *const[]){"payload", "command", NULL}, ret_error);
                 if (r < 0)
                         return r;
                 r = parse_target_path(p, what, "payload", &a->payload, ret_error);
@@ -473,7 +493,7 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
                 return 0;
 
         case PATCH_ACTION_OS_IMAGE:
-                r = ymap_check(p, what, (const char *const[]) { "payload", "slot", NULL }, ret_error);
+                r = ymap_check(p, what, (const char *const[]){"payload", "slot", NULL}, ret_error);
                 if (r < 0)
                         return r;
                 r = parse_target_path(p, what, "payload", &a->payload, ret_error);
@@ -493,28 +513,31 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
 }
 
 static int parse_action(const YNode *item, PatchAction *a, char **ret_error) {
-        static const char types[] = "extract, delete, registry-set, registry-delete, stage-package, os-image";
+        static const char types[] =
+                "extract, delete, registry-set, registry-delete, stage-package, os-image";
         PatchActionType type;
 
         if (item->type != YNODE_MAPPING || item->n_items == 0)
-                return ynode_error(item, ret_error, -EPROTO,
-                                   "an action is a mapping with one key, its type (%s), e.g. '- delete: [path]'",
-                                   types);
+                return ynode_error(
+                        item, ret_error, -EPROTO,
+                        "an action is a mapping with one key, its type (%s), e.g. '- delete: [path]'",
+                        types);
 
         type = patch_action_type_from_string(item->keys[0]->value);
         if (type < 0) {
                 _cleanup_free_ char *d = yaml_display(item->keys[0]->value);
-                return ynode_error(item->keys[0], ret_error, -EPROTO, "unknown action '%s' (expected one of %s)",
-                                   strna(d), types);
+                return ynode_error(item->keys[0], ret_error, -EPROTO,
+                                   "unknown action '%s' (expected one of %s)", strna(d), types);
         }
         if (item->n_items > 1) {
                 const YNode *k = item->keys[1];
                 _cleanup_free_ char *d = yaml_display(k->value);
 
                 if (ynode_is_null(item->items[0]))
-                        return ynode_error(k, ret_error, -EPROTO, "'%s' must be indented under '%s'", strna(d),
-                                           patch_action_type_to_string(type));
-                return ynode_error(k, ret_error, -EPROTO, "an action has exactly one key, its type; found '%s' after '%s'",
+                        return ynode_error(k, ret_error, -EPROTO, "'%s' must be indented under '%s'",
+                                           strna(d), patch_action_type_to_string(type));
+                return ynode_error(k, ret_error, -EPROTO,
+                                   "an action has exactly one key, its type; found '%s' after '%s'",
                                    strna(d), patch_action_type_to_string(type));
         }
         if (ynode_is_null(item->items[0]))
@@ -531,7 +554,8 @@ static int parse_applies_to(const YNode *n, PatchManifest *m, char **ret_error) 
         const YNode *g, *b;
         int r;
 
-        r = ymap_check(n, "'applies-to'", (const char *const[]) { "device-groups", "os-build", NULL }, ret_error);
+        r = ymap_check(n, "'applies-to'", (const char *const[]){"device-groups", "os-build", NULL},
+                       ret_error);
         if (r < 0)
                 return r;
 
@@ -542,8 +566,9 @@ static int parse_applies_to(const YNode *n, PatchManifest *m, char **ret_error) 
                 if (r < 0)
                         return r;
                 if (!m->device_groups[0])
-                        return ynode_error(g, ret_error, -EPROTO,
-                                           "'device-groups' is empty (leave it out to apply to every device)");
+                        return ynode_error(
+                                g, ret_error, -EPROTO,
+                                "'device-groups' is empty (leave it out to apply to every device)");
         }
 
         b = ynode_get(n, "os-build");
@@ -557,7 +582,7 @@ static int parse_applies_to(const YNode *n, PatchManifest *m, char **ret_error) 
                 m->os_build_max = m->os_build_min;
                 return 0;
         }
-        r = ymap_check(b, "'os-build'", (const char *const[]) { "min", "max", NULL }, ret_error);
+        r = ymap_check(b, "'os-build'", (const char *const[]){"min", "max", NULL}, ret_error);
         if (r < 0)
                 return r;
         if (b->n_items == 0)
@@ -569,7 +594,8 @@ static int parse_applies_to(const YNode *n, PatchManifest *m, char **ret_error) 
         if (r < 0)
                 return r;
         if (m->os_build_max > 0 && m->os_build_min > m->os_build_max)
-                return ynode_error(b, ret_error, -EPROTO, "'os-build': 'min' (%" PRIu64 ") is above 'max' (%" PRIu64 ")",
+                return ynode_error(b, ret_error, -EPROTO,
+                                   "'os-build': 'min' (%" PRIu64 ") is above 'max' (%" PRIu64 ")",
                                    m->os_build_min, m->os_build_max);
         return 0;
 }
@@ -579,7 +605,7 @@ static int parse_trial(const YNode *n, TrialPolicy *t, char **ret_error) {
         uint64_t x;
         int r;
 
-        *t = (TrialPolicy) {
+        *t = (TrialPolicy){
                 .boot_timeout_sec = TRIAL_BOOT_TIMEOUT_DEFAULT,
                 .stability_sec = TRIAL_STABILITY_DEFAULT,
                 .attempts = TRIAL_ATTEMPTS_DEFAULT,
@@ -587,14 +613,15 @@ static int parse_trial(const YNode *n, TrialPolicy *t, char **ret_error) {
         if (!n)
                 return 0;
 
-        r = ymap_check(n, "'trial'", (const char *const[]) { "boot-timeout", "stability", "attempts", NULL },
+        r = ymap_check(n, "'trial'", (const char *const[]){"boot-timeout", "stability", "attempts", NULL},
                        ret_error);
         if (r < 0)
                 return r;
 
         v = ynode_get(n, "boot-timeout");
         if (v) {
-                r = ynode_duration(v, "boot-timeout", TRIAL_BOOT_TIMEOUT_MIN, TRIAL_BOOT_TIMEOUT_MAX, &x, ret_error);
+                r = ynode_duration(v, "boot-timeout", TRIAL_BOOT_TIMEOUT_MIN, TRIAL_BOOT_TIMEOUT_MAX, &x,
+                                   ret_error);
                 if (r < 0)
                         return r;
                 t->boot_timeout_sec = (unsigned) x;
@@ -622,8 +649,8 @@ static int parse_format(const YNode *root, const char *expected, char **ret_erro
                 return r;
         if (!streq(format, expected)) {
                 _cleanup_free_ char *d = yaml_display(format);
-                return ynode_error(ynode_get(root, "format"), ret_error, -EPROTO, "'format' is '%s', expected '%s'",
-                                   strna(d), expected);
+                return ynode_error(ynode_get(root, "format"), ret_error, -EPROTO,
+                                   "'format' is '%s', expected '%s'", strna(d), expected);
         }
         return 0;
 }
@@ -646,8 +673,9 @@ static int check_payloads(const YNode *root, PatchManifest *m, char **ret_error)
                 if (listed)
                         continue;
                 if (list)
-                        return ynode_error(ynode_get(actions->items[i]->items[0], "payload"), ret_error, -EPROTO,
-                                           "'payload': '%s' is not listed under 'payloads' (line %u)", p, list->line);
+                        return ynode_error(
+                                ynode_get(actions->items[i]->items[0], "payload"), ret_error, -EPROTO,
+                                "'payload': '%s' is not listed under 'payloads' (line %u)", p, list->line);
                 r = strv_extend(&m->payloads, p);
                 if (r < 0)
                         return r;
@@ -687,7 +715,8 @@ int patch_manifest_parse(const void *data, size_t size, PatchManifest **ret, cha
         if (!manifest_name_is_safe(m->id, ID_MAX) || m->id[0] == '.' || m->id[0] == '-' || m->id[0] == '_')
                 return ynode_error(ynode_get(root, "id"), ret_error, -EPROTO,
                                    "'id' must start with a letter or digit and use only A-Z a-z 0-9 . _ - "
-                                   "(at most %d)", ID_MAX);
+                                   "(at most %d)",
+                                   ID_MAX);
 
         r = ymap_required_uint(root, "the patch manifest", "version", 1, UINT64_MAX, &m->version, ret_error);
         if (r < 0)
@@ -706,8 +735,8 @@ int patch_manifest_parse(const void *data, size_t size, PatchManifest **ret, cha
 
         v = ynode_get(root, "payloads");
         if (v)
-                r = ynode_strv(v, "payloads", LIST_MAX, PATH_MAX_LENGTH, target_path_problem, true, &m->payloads,
-                               ret_error);
+                r = ynode_strv(v, "payloads", LIST_MAX, PATH_MAX_LENGTH, target_path_problem, true,
+                               &m->payloads, ret_error);
         else {
                 m->payloads = calloc(1, sizeof(char *));
                 r = m->payloads ? 0 : -ENOMEM;
@@ -717,14 +746,17 @@ int patch_manifest_parse(const void *data, size_t size, PatchManifest **ret, cha
 
         actions = ynode_get(root, "actions");
         if (!actions)
-                return ynode_error(root, ret_error, -EPROTO, "missing required key 'actions' in the patch manifest");
+                return ynode_error(root, ret_error, -EPROTO,
+                                   "missing required key 'actions' in the patch manifest");
         if (actions->type != YNODE_SEQUENCE)
                 return ynode_error(actions, ret_error, -EPROTO, "'actions' must be a list, not a %s",
-                                   ynode_is_null(actions) ? "missing value" : ynode_type_to_string(actions->type));
+                                   ynode_is_null(actions) ? "missing value"
+                                                          : ynode_type_to_string(actions->type));
         if (actions->n_items == 0)
                 return ynode_error(actions, ret_error, -EPROTO, "'actions' is empty");
         if (actions->n_items > LIST_MAX)
-                return ynode_error(actions, ret_error, -EPROTO, "'actions' has more than %d items", LIST_MAX);
+                return ynode_error(actions, ret_error, -EPROTO, "'actions' has more than %d items",
+                                   LIST_MAX);
         m->actions = calloc(actions->n_items, sizeof(PatchAction));
         if (!m->actions)
                 return -ENOMEM;

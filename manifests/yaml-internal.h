@@ -44,7 +44,7 @@ typedef enum YNodeType {
 typedef struct YNode YNode;
 struct YNode {
         YNodeType type;
-        unsigned line, column;         /* 1-based, where the node starts */
+        unsigned line, column; /* 1-based, where the node starts */
         /* YNODE_SCALAR: NUL-terminated text (no NUL inside), its length, and
          * whether it was written plain (unquoted, not a block scalar). */
         char *value;
@@ -106,8 +106,8 @@ int ymap_check(const YNode *m, const char *what, const char *const *allowed, cha
  * strings and control characters (tab excepted) are refused, and so is text
  * longer than max_length bytes. */
 int ynode_string(const YNode *n, const char *key, size_t max_length, char **ret, char **ret_error);
-int ymap_required_string(const YNode *m, const char *what, const char *key, size_t max_length,
-                         char **ret, char **ret_error);
+int ymap_required_string(const YNode *m, const char *what, const char *key, size_t max_length, char **ret,
+                         char **ret_error);
 /* Absent key: *ret = NULL. */
 int ymap_optional_string(const YNode *m, const char *key, size_t max_length, char **ret, char **ret_error);
 
@@ -122,7 +122,8 @@ int ymap_optional_uint(const YNode *m, const char *key, uint64_t min, uint64_t m
 
 /* Durations in seconds: "300", "300s", "10m", "1h30m" (units s, m, h, each
  * at most once and in that order: h, m, s), within [min, max] seconds. */
-int ynode_duration(const YNode *n, const char *key, uint64_t min, uint64_t max, uint64_t *ret, char **ret_error);
+int ynode_duration(const YNode *n, const char *key, uint64_t min, uint64_t max, uint64_t *ret,
+                   char **ret_error);
 
 /*
  * A sequence of strings (each as ynode_string), at most max_items. Each item

@@ -42,8 +42,13 @@ YNode *ynode_free(YNode *n) {
 
 /* ---- messages ------------------------------------------------------------- */
 
-_printf_(5, 0)
-static int format_error_va(char **ret_error, int r, size_t line, size_t column, const char *format, va_list ap) {
+static int format_error_va(char **ret_error, int r, size_t line, size_t column, const char *format,
+                           va_list ap) _printf_(5, 0);
+static int format_error(char **ret_error, int r, size_t line, size_t column, const char *format, ...)
+        _printf_(5, 6);
+
+static int format_error_va(char **ret_error, int r, size_t line, size_t column, const char *format,
+                           va_list ap) {
         _cleanup_free_ char *what = NULL;
         char *msg;
 
@@ -59,7 +64,6 @@ static int format_error_va(char **ret_error, int r, size_t line, size_t column, 
         return r;
 }
 
-_printf_(5, 6)
 static int format_error(char **ret_error, int r, size_t line, size_t column, const char *format, ...) {
         va_list ap;
 
@@ -94,12 +98,11 @@ char *yaml_display(const char *s) {
         return d;
 }
 
-
 /* ---- the tree builder ------------------------------------------------------ */
 
 typedef struct Frame {
-        YNode *node;                   /* an open collection */
-        YNode *pending_key;            /* mapping: key read, value not yet */
+        YNode *node;        /* an open collection */
+        YNode *pending_key; /* mapping: key read, value not yet */
         size_t allocated;
 } Frame;
 
@@ -152,7 +155,7 @@ static int builder_add(Builder *b, YNode *node, char **ret_error) {
                 return ynode_error(n, ret_error, -EPROTO, "document has more than %u nodes", YAML_MAX_NODES);
 
         if (b->depth == 0) {
-                assert(!b->root);  /* libyaml yields one root node per document */
+                assert(!b->root); /* libyaml yields one root node per document */
                 b->root = TAKE_PTR(n);
                 return 0;
         }
@@ -177,8 +180,8 @@ static int builder_add(Builder *b, YNode *node, char **ret_error) {
                 if (k->length == n->length && memcmp(k->value, n->value, n->length) == 0) {
                         _cleanup_free_ char *d = yaml_display(n->value);
                         return ynode_error(n, ret_error, -EPROTO,
-                                           "duplicate key '%s' (first at line %u, column %u)",
-                                           strna(d), k->line, k->column);
+                                           "duplicate key '%s' (first at line %u, column %u)", strna(d),
+                                           k->line, k->column);
                 }
         }
         f->pending_key = TAKE_PTR(n);
@@ -229,7 +232,8 @@ static int builder_event(Builder *b, const yaml_event_t *e, char **ret_error) {
                         return format_error(ret_error, -EPROTO, line, column,
                                             "only one document is allowed, found a second one");
                 if (e->data.document_start.tag_directives.start != e->data.document_start.tag_directives.end)
-                        return format_error(ret_error, -EPROTO, line, column, "%%TAG directives are not allowed");
+                        return format_error(ret_error, -EPROTO, line, column,
+                                            "%%TAG directives are not allowed");
                 b->n_documents++;
                 b->document_open = true;
                 return 0;
@@ -246,7 +250,8 @@ static int builder_event(Builder *b, const yaml_event_t *e, char **ret_error) {
                 if (r < 0)
                         return r;
                 if (memchr(e->data.scalar.value, 0, e->data.scalar.length))
-                        return format_error(ret_error, -EPROTO, line, column, "a string contains a NUL character");
+                        return format_error(ret_error, -EPROTO, line, column,
+                                            "a string contains a NUL character");
                 n = ynode_new(YNODE_SCALAR, &e->start_mark);
                 if (!n)
                         return -ENOMEM;
@@ -263,10 +268,12 @@ static int builder_event(Builder *b, const yaml_event_t *e, char **ret_error) {
         case YAML_MAPPING_START_EVENT:
                 if (e->type == YAML_SEQUENCE_START_EVENT) {
                         type = YNODE_SEQUENCE;
-                        r = check_properties(e, e->data.sequence_start.anchor, e->data.sequence_start.tag, ret_error);
+                        r = check_properties(e, e->data.sequence_start.anchor, e->data.sequence_start.tag,
+                                             ret_error);
                 } else {
                         type = YNODE_MAPPING;
-                        r = check_properties(e, e->data.mapping_start.anchor, e->data.mapping_start.tag, ret_error);
+                        r = check_properties(e, e->data.mapping_start.anchor, e->data.mapping_start.tag,
+                                             ret_error);
                 }
                 if (r < 0)
                         return r;
@@ -280,7 +287,7 @@ static int builder_event(Builder *b, const yaml_event_t *e, char **ret_error) {
                 if (r < 0)
                         return r;
                 /* builder_add() attached n (it is owned by its parent or is the root). */
-                b->stack[b->depth++] = (Frame) { .node = n };
+                b->stack[b->depth++] = (Frame){.node = n};
                 return 0;
 
         case YAML_SEQUENCE_END_EVENT:
@@ -296,7 +303,8 @@ static int builder_event(Builder *b, const yaml_event_t *e, char **ret_error) {
 }
 
 /* Position of a byte offset (libyaml's reader reports offsets, not marks). */
-static void offset_to_position(const uint8_t *data, size_t size, size_t offset, size_t *ret_line, size_t *ret_column) {
+static void offset_to_position(const uint8_t *data, size_t size, size_t offset, size_t *ret_line,
+                               size_t *ret_column) {
         size_t line = 1, column = 1;
 
         for (size_t i = 0; i < MIN(offset, size); i++) {
@@ -310,7 +318,8 @@ static void offset_to_position(const uint8_t *data, size_t size, size_t offset, 
         *ret_column = column;
 }
 
-static int translate_parser_error(const yaml_parser_t *p, const uint8_t *data, size_t size, char **ret_error) {
+static int translate_parser_error(const yaml_parser_t *p, const uint8_t *data, size_t size,
+                                  char **ret_error) {
         const char *problem = p->problem ?: "syntax error";
         size_t line, column;
 
@@ -326,7 +335,8 @@ static int translate_parser_error(const yaml_parser_t *p, const uint8_t *data, s
         case YAML_READER_ERROR:
                 offset_to_position(data, size, p->problem_offset, &line, &column);
                 if (p->problem_value >= 0)
-                        return format_error(ret_error, -EPROTO, line, column, "%s (0x%X)", problem, p->problem_value);
+                        return format_error(ret_error, -EPROTO, line, column, "%s (0x%X)", problem,
+                                            p->problem_value);
                 return format_error(ret_error, -EPROTO, line, column, "%s", problem);
 
         default:
@@ -337,9 +347,9 @@ static int translate_parser_error(const yaml_parser_t *p, const uint8_t *data, s
                         return format_error(ret_error, -EPROTO, line, column,
                                             "a tab character: YAML is indented with spaces only");
                 if (p->context)
-                        return format_error(ret_error, -EPROTO, line, column, "%s (%s at line %zu, column %zu)",
-                                            problem, p->context, p->context_mark.line + 1,
-                                            p->context_mark.column + 1);
+                        return format_error(ret_error, -EPROTO, line, column,
+                                            "%s (%s at line %zu, column %zu)", problem, p->context,
+                                            p->context_mark.line + 1, p->context_mark.column + 1);
                 return format_error(ret_error, -EPROTO, line, column, "%s", problem);
         }
 }
@@ -358,8 +368,9 @@ int yaml_tree_parse(const void *data, size_t size, YNode **ret, char **ret_error
         assert_return(ret, -EINVAL);
 
         if (size > YAML_MAX_SIZE)
-                return format_error(ret_error, -EFBIG, 1, 1, "document is %zu bytes, over the limit of %u bytes",
-                                    size, YAML_MAX_SIZE);
+                return format_error(ret_error, -EFBIG, 1, 1,
+                                    "document is %zu bytes, over the limit of %u bytes", size,
+                                    YAML_MAX_SIZE);
 
         if (!yaml_parser_initialize(&parser))
                 return -ENOMEM;
@@ -384,8 +395,8 @@ int yaml_tree_parse(const void *data, size_t size, YNode **ret, char **ret_error
         }
 
         if (!b.root || (b.root->type == YNODE_SCALAR && ynode_is_null(b.root)))
-                return format_error(ret_error, -EPROTO, b.root ? b.root->line : 1, b.root ? b.root->column : 1,
-                                    "the document is empty");
+                return format_error(ret_error, -EPROTO, b.root ? b.root->line : 1,
+                                    b.root ? b.root->column : 1, "the document is empty");
 
         *ret = TAKE_PTR(b.root);
         return 0;
@@ -396,8 +407,8 @@ int yaml_tree_parse(const void *data, size_t size, YNode **ret, char **ret_error
 bool ynode_is_null(const YNode *n) {
         if (!n || n->type != YNODE_SCALAR || !n->plain)
                 return false;
-        return n->length == 0 || streq(n->value, "~") || streq(n->value, "null") || streq(n->value, "Null") ||
-               streq(n->value, "NULL");
+        return n->length == 0 || streq(n->value, "~") || streq(n->value, "null") ||
+               streq(n->value, "Null") || streq(n->value, "NULL");
 }
 
 const YNode *ynode_get(const YNode *m, const char *key) {
@@ -453,8 +464,8 @@ int ymap_check(const YNode *m, const char *what, const char *const *allowed, cha
                         strcat(list, *a);
                 }
                 d = yaml_display(k->value);
-                return ynode_error(k, ret_error, -EPROTO, "unknown key '%s' in %s (allowed: %s)", strna(d), what,
-                                   list);
+                return ynode_error(k, ret_error, -EPROTO, "unknown key '%s' in %s (allowed: %s)", strna(d),
+                                   what, list);
         }
         return 0;
 }
@@ -484,8 +495,8 @@ int ynode_string(const YNode *n, const char *key, size_t max_length, char **ret,
         for (size_t i = 0; i < n->length; i++) {
                 uint8_t c = (uint8_t) n->value[i];
                 if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
-                        return ynode_error(n, ret_error, -EPROTO, "'%s' contains a control character (0x%02X)",
-                                           key, c);
+                        return ynode_error(n, ret_error, -EPROTO,
+                                           "'%s' contains a control character (0x%02X)", key, c);
         }
 
         s = strdup(n->value);
@@ -545,7 +556,8 @@ static int parse_uint(const char *s, uint64_t *ret) {
         return safe_atou64(s, ret);
 }
 
-int ynode_uint(const YNode *n, const char *key, uint64_t min, uint64_t max, uint64_t *ret, char **ret_error) {
+int ynode_uint(const YNode *n, const char *key, uint64_t min, uint64_t max, uint64_t *ret,
+               char **ret_error) {
         uint64_t v;
         int r;
 
@@ -555,17 +567,19 @@ int ynode_uint(const YNode *n, const char *key, uint64_t min, uint64_t max, uint
         if (r < 0)
                 return r;
         if (!n->plain)
-                return ynode_error(n, ret_error, -EPROTO, "'%s' must be an unsigned integer, not a quoted string",
-                                   key);
+                return ynode_error(n, ret_error, -EPROTO,
+                                   "'%s' must be an unsigned integer, not a quoted string", key);
         r = parse_uint(n->value, &v);
         if (r == -ERANGE || (r >= 0 && (v < min || v > max)))
-                return ynode_error(n, ret_error, -EPROTO, "'%s' must be between %" PRIu64 " and %" PRIu64, key,
-                                   min, max);
+                return ynode_error(n, ret_error, -EPROTO, "'%s' must be between %" PRIu64 " and %" PRIu64,
+                                   key, min, max);
         if (r < 0) {
                 _cleanup_free_ char *d = yaml_display(n->value);
-                return ynode_error(n, ret_error, -EPROTO,
-                                   "'%s' must be an unsigned integer (decimal without leading zeros, or 0x hex), "
-                                   "not '%s'", key, strna(d));
+                return ynode_error(
+                        n, ret_error, -EPROTO,
+                        "'%s' must be an unsigned integer (decimal without leading zeros, or 0x hex), "
+                        "not '%s'",
+                        key, strna(d));
         }
         *ret = v;
         return 0;
@@ -580,8 +594,8 @@ int ymap_required_uint(const YNode *m, const char *what, const char *key, uint64
         return ynode_uint(v, key, min, max, ret, ret_error);
 }
 
-int ymap_optional_uint(const YNode *m, const char *key, uint64_t min, uint64_t max, uint64_t def, uint64_t *ret,
-                       char **ret_error) {
+int ymap_optional_uint(const YNode *m, const char *key, uint64_t min, uint64_t max, uint64_t def,
+                       uint64_t *ret, char **ret_error) {
         const YNode *v = ynode_get(m, key);
 
         if (!v) {
@@ -595,7 +609,7 @@ static int parse_duration(const char *s, uint64_t *ret) {
         static const struct {
                 char unit;
                 uint64_t factor;
-        } units[] = { { 'h', 3600 }, { 'm', 60 }, { 's', 1 } };
+        } units[] = {{'h', 3600}, {'m', 60}, {'s', 1}};
         uint64_t total = 0;
         size_t next_unit = 0;
         const char *p = s;
@@ -630,7 +644,8 @@ static int parse_duration(const char *s, uint64_t *ret) {
         return 0;
 }
 
-int ynode_duration(const YNode *n, const char *key, uint64_t min, uint64_t max, uint64_t *ret, char **ret_error) {
+int ynode_duration(const YNode *n, const char *key, uint64_t min, uint64_t max, uint64_t *ret,
+                   char **ret_error) {
         uint64_t v;
         int r;
 
@@ -641,12 +656,13 @@ int ynode_duration(const YNode *n, const char *key, uint64_t min, uint64_t max, 
                 return r;
         r = parse_duration(n->value, &v);
         if (r == -ERANGE || (r >= 0 && (v < min || v > max)))
-                return ynode_error(n, ret_error, -EPROTO, "'%s' must be between %" PRIu64 "s and %" PRIu64 "s",
-                                   key, min, max);
+                return ynode_error(n, ret_error, -EPROTO,
+                                   "'%s' must be between %" PRIu64 "s and %" PRIu64 "s", key, min, max);
         if (r < 0) {
                 _cleanup_free_ char *d = yaml_display(n->value);
                 return ynode_error(n, ret_error, -EPROTO,
-                                   "'%s' must be a duration like 300, 300s, 10m or 1h30m, not '%s'", key, strna(d));
+                                   "'%s' must be a duration like 300, 300s, 10m or 1h30m, not '%s'", key,
+                                   strna(d));
         }
         *ret = v;
         return 0;
@@ -682,15 +698,15 @@ int ynode_strv(const YNode *n, const char *key, size_t max_items, size_t max_len
                 problem = valid ? valid(l[k - 1]) : NULL;
                 if (problem) {
                         _cleanup_free_ char *d = yaml_display(l[k - 1]);
-                        return ynode_error(item, ret_error, -EPROTO, "'%s': '%s' is not valid: %s", key, strna(d),
-                                           problem);
+                        return ynode_error(item, ret_error, -EPROTO, "'%s': '%s' is not valid: %s", key,
+                                           strna(d), problem);
                 }
                 if (unique)
                         for (size_t j = 0; j + 1 < k; j++)
                                 if (streq(l[j], l[k - 1])) {
                                         _cleanup_free_ char *d = yaml_display(l[k - 1]);
-                                        return ynode_error(item, ret_error, -EPROTO, "'%s' lists '%s' twice", key,
-                                                           strna(d));
+                                        return ynode_error(item, ret_error, -EPROTO, "'%s' lists '%s' twice",
+                                                           key, strna(d));
                                 }
         }
 

@@ -29,20 +29,20 @@ static Order *parse_ok(const char *doc) {
         return o;
 }
 
-#define assert_refused(doc, pos, ...)                                                                   \
-        do {                                                                                            \
-                _cleanup_free_ char *_err = NULL;                                                       \
-                Order *_o = NULL;                                                                       \
-                const char *_needles[] = { "", ##__VA_ARGS__ };                                         \
-                int _r = order_parse((doc), strlen(doc), &_o, &_err);                                   \
-                ck_assert_msg(_r == -EPROTO, "expected -EPROTO, got %d for:\n%s", _r, (doc));           \
-                ck_assert_ptr_null(_o);                                                                 \
-                ck_assert_ptr_nonnull(_err);                                                            \
-                ck_assert_msg(strneq(_err, pos ": ", strlen(pos ": ")), "error '%s' is not at '%s'",    \
-                              _err ?: "", pos);                                                         \
-                for (size_t _i = 0; _i < ELEMENTSOF(_needles); _i++)                                    \
-                        ck_assert_msg(strstr(_err, _needles[_i]), "error '%s' lacks '%s'", _err ?: "",  \
-                                      _needles[_i]);                                                    \
+#define assert_refused(doc, pos, ...)                                                                  \
+        do {                                                                                           \
+                _cleanup_free_ char *_err = NULL;                                                      \
+                Order *_o = NULL;                                                                      \
+                const char *_needles[] = {"", ##__VA_ARGS__};                                          \
+                int _r = order_parse((doc), strlen(doc), &_o, &_err);                                  \
+                ck_assert_msg(_r == -EPROTO, "expected -EPROTO, got %d for:\n%s", _r, (doc));          \
+                ck_assert_ptr_null(_o);                                                                \
+                ck_assert_ptr_nonnull(_err);                                                           \
+                ck_assert_msg(strneq(_err, pos ": ", strlen(pos ": ")), "error '%s' is not at '%s'",   \
+                              _err ?: "", pos);                                                        \
+                for (size_t _i = 0; _i < ELEMENTSOF(_needles); _i++)                                   \
+                        ck_assert_msg(strstr(_err, _needles[_i]), "error '%s' lacks '%s'", _err ?: "", \
+                                      _needles[_i]);                                                   \
         } while (0)
 
 START_TEST(test_rollback) {
@@ -57,7 +57,7 @@ START_TEST(test_rollback) {
 
         ck_assert_str_eq(o->device, "laptop-0042");
         ck_assert_uint_eq(o->sequence, 7);
-        ck_assert_int_eq(o->expires, 1795305600);  /* date -u -d 2026-11-22 +%s */
+        ck_assert_int_eq(o->expires, 1795305600); /* date -u -d 2026-11-22 +%s */
         ck_assert_int_eq(o->action, ORDER_ROLLBACK);
         ck_assert_str_eq(o->snapshot, "known-good");
         ck_assert_ptr_null(o->image);
@@ -71,11 +71,13 @@ START_TEST(test_rollback) {
 END_TEST
 
 START_TEST(test_other_actions) {
-        _cleanup_(order_freep) Order *reimage = parse_ok(HEAD "action: reimage\nimage: images/base.qcow2\n" REASON);
+        _cleanup_(order_freep) Order *reimage =
+                parse_ok(HEAD "action: reimage\nimage: images/base.qcow2\n" REASON);
         _cleanup_(order_freep) Order *collect = parse_ok(HEAD "action: collect\n" REASON);
         _cleanup_(order_freep) Order *logs = parse_ok(HEAD "action: collect\nwhat: logs\n" REASON);
         _cleanup_(order_freep) Order *sw = parse_ok(HEAD "action: switch-os\nslot: a\n" REASON);
-        _cleanup_(order_freep) Order *pin = parse_ok(HEAD "action: pin\nsnapshot: pre-2026-11-kb5040001\n" REASON);
+        _cleanup_(order_freep) Order *pin =
+                parse_ok(HEAD "action: pin\nsnapshot: pre-2026-11-kb5040001\n" REASON);
 
         ck_assert_int_eq(reimage->action, ORDER_REIMAGE);
         ck_assert_str_eq(reimage->image, "images/base.qcow2");
@@ -149,10 +151,12 @@ START_TEST(test_root_and_format) {
         assert_refused("device: x\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\naction: collect\n" REASON,
                        "line 1, column 1", "missing required key 'format' in the order");
         assert_refused("format: oob-patch/1\ndevice: x\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\n"
-                       "action: collect\n" REASON, "line 1, column 9", "'format' is 'oob-patch/1', expected 'oob-order/1'");
+                       "action: collect\n" REASON,
+                       "line 1, column 9", "'format' is 'oob-patch/1', expected 'oob-order/1'");
         assert_refused(HEAD "action: collect\n" REASON "priority: high\n", "line 7, column 1",
                        "unknown key 'priority' in the order");
-        assert_refused(HEAD "action: collect\n" REASON "action: pin\n", "line 7, column 1", "duplicate key 'action'");
+        assert_refused(HEAD "action: collect\n" REASON "action: pin\n", "line 7, column 1",
+                       "duplicate key 'action'");
         assert_refused(HEAD "action: collect\n" REASON "&a x: 1\n", "line 7, column 1", "anchors");
 }
 END_TEST
@@ -164,33 +168,48 @@ START_TEST(test_device) {
         _cleanup_free_ char *long_ok = NULL, *long_bad = NULL;
 
         ck_assert_str_eq(o->device, "A.b_c-9");
-        ck_assert_int_ge(asprintf(&long_ok, "format: oob-order/1\ndevice: %064d\nsequence: 1\n"
-                                  "expires: 2026-11-22T00:00:00Z\naction: collect\n" REASON, 0), 0);
+        ck_assert_int_ge(asprintf(&long_ok,
+                                  "format: oob-order/1\ndevice: %064d\nsequence: 1\n"
+                                  "expires: 2026-11-22T00:00:00Z\naction: collect\n" REASON,
+                                  0),
+                         0);
         order_free(parse_ok(long_ok));
 
-        ck_assert_int_ge(asprintf(&long_bad, "format: oob-order/1\ndevice: %065d\nsequence: 1\n"
-                                  "expires: 2026-11-22T00:00:00Z\naction: collect\n" REASON, 0), 0);
+        ck_assert_int_ge(asprintf(&long_bad,
+                                  "format: oob-order/1\ndevice: %065d\nsequence: 1\n"
+                                  "expires: 2026-11-22T00:00:00Z\naction: collect\n" REASON,
+                                  0),
+                         0);
         assert_refused(long_bad, "line 2, column 9", "'device' is longer than 64 bytes");
         assert_refused("format: oob-order/1\ndevice: ../x\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\n"
-                       "action: collect\n" REASON, "line 2, column 9", "'device' must be 1 to 64 of");
+                       "action: collect\n" REASON,
+                       "line 2, column 9", "'device' must be 1 to 64 of");
         assert_refused("format: oob-order/1\ndevice: ..\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\n"
-                       "action: collect\n" REASON, "line 2, column 9", "'device'");
-        assert_refused("format: oob-order/1\ndevice: 'laptop 42'\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\n"
-                       "action: collect\n" REASON, "line 2, column 9", "'device'");
-        assert_refused("format: oob-order/1\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\naction: collect\n" REASON,
-                       "line 1, column 1", "missing required key 'device'");
+                       "action: collect\n" REASON,
+                       "line 2, column 9", "'device'");
+        assert_refused(
+                "format: oob-order/1\ndevice: 'laptop 42'\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\n"
+                "action: collect\n" REASON,
+                "line 2, column 9", "'device'");
+        assert_refused(
+                "format: oob-order/1\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\naction: collect\n" REASON,
+                "line 1, column 1", "missing required key 'device'");
 }
 END_TEST
 
 START_TEST(test_sequence) {
         assert_refused("format: oob-order/1\ndevice: d\nsequence: 0\nexpires: 2026-11-22T00:00:00Z\n"
-                       "action: collect\n" REASON, "line 3, column 11", "'sequence' must be between 1 and");
+                       "action: collect\n" REASON,
+                       "line 3, column 11", "'sequence' must be between 1 and");
         assert_refused("format: oob-order/1\ndevice: d\nsequence: '7'\nexpires: 2026-11-22T00:00:00Z\n"
-                       "action: collect\n" REASON, "line 3, column 11", "'sequence'", "quoted string");
+                       "action: collect\n" REASON,
+                       "line 3, column 11", "'sequence'", "quoted string");
         assert_refused("format: oob-order/1\ndevice: d\nsequence: 7.5\nexpires: 2026-11-22T00:00:00Z\n"
-                       "action: collect\n" REASON, "line 3, column 11", "'sequence' must be an unsigned integer");
-        assert_refused("format: oob-order/1\ndevice: d\nexpires: 2026-11-22T00:00:00Z\naction: collect\n" REASON,
-                       "line 1, column 1", "missing required key 'sequence'");
+                       "action: collect\n" REASON,
+                       "line 3, column 11", "'sequence' must be an unsigned integer");
+        assert_refused(
+                "format: oob-order/1\ndevice: d\nexpires: 2026-11-22T00:00:00Z\naction: collect\n" REASON,
+                "line 1, column 1", "missing required key 'sequence'");
 }
 END_TEST
 
@@ -200,23 +219,28 @@ START_TEST(test_expires) {
                          "action: collect\n" REASON);
 
         ck_assert_int_eq(quoted->expires, 1893456000);
-        assert_refused("format: oob-order/1\ndevice: d\nsequence: 1\nexpires: 2026-11-22\naction: collect\n" REASON,
-                       "line 4, column 10", "'expires' must be a UTC time like 2026-11-22T00:00:00Z");
+        assert_refused(
+                "format: oob-order/1\ndevice: d\nsequence: 1\nexpires: 2026-11-22\naction: collect\n" REASON,
+                "line 4, column 10", "'expires' must be a UTC time like 2026-11-22T00:00:00Z");
         assert_refused("format: oob-order/1\ndevice: d\nsequence: 1\nexpires: 2026-11-22T00:00:00+01:00\n"
-                       "action: collect\n" REASON, "line 4, column 10", "'expires'");
-        assert_refused("format: oob-order/1\ndevice: d\nsequence: 1\nexpires: 2026-02-30T00:00:00Z\n"
-                       "action: collect\n" REASON, "line 4, column 10", "'expires'");
-        assert_refused("format: oob-order/1\ndevice: d\nsequence: 1\nexpires: 1795305600\naction: collect\n" REASON,
+                       "action: collect\n" REASON,
                        "line 4, column 10", "'expires'");
-        assert_refused("format: oob-order/1\ndevice: d\nsequence: 1\naction: collect\n" REASON, "line 1, column 1",
-                       "missing required key 'expires'");
+        assert_refused("format: oob-order/1\ndevice: d\nsequence: 1\nexpires: 2026-02-30T00:00:00Z\n"
+                       "action: collect\n" REASON,
+                       "line 4, column 10", "'expires'");
+        assert_refused(
+                "format: oob-order/1\ndevice: d\nsequence: 1\nexpires: 1795305600\naction: collect\n" REASON,
+                "line 4, column 10", "'expires'");
+        assert_refused("format: oob-order/1\ndevice: d\nsequence: 1\naction: collect\n" REASON,
+                       "line 1, column 1", "missing required key 'expires'");
 }
 END_TEST
 
 START_TEST(test_action) {
         assert_refused(HEAD "action: reboot\n" REASON, "line 5, column 9",
                        "'action' must be one of rollback, reimage, collect, switch-os, pin");
-        assert_refused(HEAD "action: [rollback]\n" REASON, "line 5, column 9", "'action' must be a string, not a list");
+        assert_refused(HEAD "action: [rollback]\n" REASON, "line 5, column 9",
+                       "'action' must be a string, not a list");
         assert_refused(HEAD REASON, "line 1, column 1", "missing required key 'action'");
 }
 END_TEST
@@ -239,11 +263,12 @@ START_TEST(test_arguments) {
         assert_refused(HEAD "action: pin\n" REASON, "line 1, column 1",
                        "missing required key 'snapshot' for action 'pin'");
         /* Their values. */
-        assert_refused(HEAD "action: rollback\nsnapshot: ../../etc\n" REASON, "line 6, column 11", "'snapshot':",
-                       "A-Z a-z 0-9");
-        assert_refused(HEAD "action: rollback\nsnapshot:\n" REASON, "line 6, column 10", "'snapshot' has no value");
-        assert_refused(HEAD "action: reimage\nimage: /images/a.qcow2\n" REASON, "line 6, column 8", "'image':",
-                       "target path");
+        assert_refused(HEAD "action: rollback\nsnapshot: ../../etc\n" REASON, "line 6, column 11",
+                       "'snapshot':", "A-Z a-z 0-9");
+        assert_refused(HEAD "action: rollback\nsnapshot:\n" REASON, "line 6, column 10",
+                       "'snapshot' has no value");
+        assert_refused(HEAD "action: reimage\nimage: /images/a.qcow2\n" REASON, "line 6, column 8",
+                       "'image':", "target path");
         assert_refused(HEAD "action: reimage\nimage: images/../a\n" REASON, "line 6, column 8", "'image':");
         assert_refused(HEAD "action: collect\nwhat: everything\n" REASON, "line 6, column 7",
                        "'what': must be crash-dumps, logs or all");
@@ -259,8 +284,10 @@ START_TEST(test_reason) {
         _cleanup_free_ char *long_reason = NULL;
 
         ck_assert_str_eq(multi->reason, "line one\nline two\n");
-        assert_refused(HEAD "action: collect\n", "line 1, column 1", "missing required key 'reason' in the order");
-        assert_refused(HEAD "action: collect\nreason: ''\n", "line 6, column 9", "'reason' is an empty string");
+        assert_refused(HEAD "action: collect\n", "line 1, column 1",
+                       "missing required key 'reason' in the order");
+        assert_refused(HEAD "action: collect\nreason: ''\n", "line 6, column 9",
+                       "'reason' is an empty string");
         assert_refused(HEAD "action: collect\nreason: \"esc\\e[31m\"\n", "line 6, column 9",
                        "'reason' contains a control character");
         ck_assert_int_ge(asprintf(&long_reason, HEAD "action: collect\nreason: %04097d\n", 0), 0);

@@ -33,20 +33,20 @@ static PatchManifest *parse_ok(const char *doc) {
 
 /* Refused with -EPROTO, the message starting "line L, column C: " and
  * containing every further needle. */
-#define assert_refused(doc, pos, ...)                                                                   \
-        do {                                                                                            \
-                _cleanup_free_ char *_err = NULL;                                                       \
-                PatchManifest *_m = NULL;                                                               \
-                const char *_needles[] = { "", ##__VA_ARGS__ };                                         \
-                int _r = patch_manifest_parse((doc), strlen(doc), &_m, &_err);                          \
-                ck_assert_msg(_r == -EPROTO, "expected -EPROTO, got %d for:\n%s", _r, (doc));           \
-                ck_assert_ptr_null(_m);                                                                 \
-                ck_assert_ptr_nonnull(_err);                                                            \
-                ck_assert_msg(strneq(_err, pos ": ", strlen(pos ": ")), "error '%s' is not at '%s'",    \
-                              _err ?: "", pos);                                                         \
-                for (size_t _i = 0; _i < ELEMENTSOF(_needles); _i++)                                    \
-                        ck_assert_msg(strstr(_err, _needles[_i]), "error '%s' lacks '%s'", _err ?: "",  \
-                                      _needles[_i]);                                                    \
+#define assert_refused(doc, pos, ...)                                                                  \
+        do {                                                                                           \
+                _cleanup_free_ char *_err = NULL;                                                      \
+                PatchManifest *_m = NULL;                                                              \
+                const char *_needles[] = {"", ##__VA_ARGS__};                                          \
+                int _r = patch_manifest_parse((doc), strlen(doc), &_m, &_err);                         \
+                ck_assert_msg(_r == -EPROTO, "expected -EPROTO, got %d for:\n%s", _r, (doc));          \
+                ck_assert_ptr_null(_m);                                                                \
+                ck_assert_ptr_nonnull(_err);                                                           \
+                ck_assert_msg(strneq(_err, pos ": ", strlen(pos ": ")), "error '%s' is not at '%s'",   \
+                              _err ?: "", pos);                                                        \
+                for (size_t _i = 0; _i < ELEMENTSOF(_needles); _i++)                                   \
+                        ck_assert_msg(strstr(_err, _needles[_i]), "error '%s' lacks '%s'", _err ?: "", \
+                                      _needles[_i]);                                                   \
         } while (0)
 
 START_TEST(test_full_manifest) {
@@ -62,7 +62,8 @@ START_TEST(test_full_manifest) {
                 "actions:\n"
                 "  - extract: {payload: payloads/kb5040001.tar, dest: Windows/System32}\n"
                 "  - delete: [Windows/System32/drivers/old.sys]\n"
-                "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\foo', name: Start, type: REG_DWORD, value: 3}\n"
+                "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\foo', name: Start, type: "
+                "REG_DWORD, value: 3}\n"
                 "  - registry-delete: {hive: SOFTWARE, key: 'Vendor\\Old'}\n"
                 "  - stage-package: {payload: payloads/agent.msi, command: 'msiexec /i agent.msi /qn'}\n"
                 "trial: {boot-timeout: 300s, stability: 10m, attempts: 1}\n");
@@ -202,7 +203,8 @@ START_TEST(test_root) {
         assert_refused(HEAD "actions: [{delete: [a]}]\nfoo: 1\n", "line 5, column 1", "unknown key 'foo'",
                        "in the patch manifest");
         /* Errors of the YAML layer come through. */
-        assert_refused(HEAD "id: again\nactions: [{delete: [a]}]\n", "line 4, column 1", "duplicate key 'id'");
+        assert_refused(HEAD "id: again\nactions: [{delete: [a]}]\n", "line 4, column 1",
+                       "duplicate key 'id'");
         assert_refused("", "line 1, column 1", "empty");
         {
                 _cleanup_free_ char *big = malloc((1 << 20) + 2);
@@ -218,10 +220,10 @@ END_TEST
 START_TEST(test_format) {
         assert_refused("id: t-1\nversion: 1\nactions: [{delete: [a]}]\n", "line 1, column 1",
                        "missing required key 'format'");
-        assert_refused("format: oob-patch/2\nid: t-1\nversion: 1\nactions: [{delete: [a]}]\n", "line 1, column 9",
-                       "'format' is 'oob-patch/2', expected 'oob-patch/1'");
-        assert_refused("format: oob-order/1\nid: t-1\nversion: 1\nactions: [{delete: [a]}]\n", "line 1, column 9",
-                       "'format'");
+        assert_refused("format: oob-patch/2\nid: t-1\nversion: 1\nactions: [{delete: [a]}]\n",
+                       "line 1, column 9", "'format' is 'oob-patch/2', expected 'oob-patch/1'");
+        assert_refused("format: oob-order/1\nid: t-1\nversion: 1\nactions: [{delete: [a]}]\n",
+                       "line 1, column 9", "'format'");
 }
 END_TEST
 
@@ -232,12 +234,12 @@ START_TEST(test_id) {
         ck_assert_str_eq(m->id, "A.b_c-9");
         assert_refused("format: oob-patch/1\nversion: 1\nactions: [{delete: [a]}]\n", "line 1, column 1",
                        "missing required key 'id'");
-        assert_refused("format: oob-patch/1\nid: a/b\nversion: 1\nactions: [{delete: [a]}]\n", "line 2, column 5",
-                       "'id'");
+        assert_refused("format: oob-patch/1\nid: a/b\nversion: 1\nactions: [{delete: [a]}]\n",
+                       "line 2, column 5", "'id'");
         assert_refused("format: oob-patch/1\nid: .hidden\nversion: 1\nactions: [{delete: [a]}]\n",
                        "line 2, column 5", "'id' must start with a letter or digit");
-        assert_refused("format: oob-patch/1\nid: [a]\nversion: 1\nactions: [{delete: [a]}]\n", "line 2, column 5",
-                       "'id' must be a string, not a list");
+        assert_refused("format: oob-patch/1\nid: [a]\nversion: 1\nactions: [{delete: [a]}]\n",
+                       "line 2, column 5", "'id' must be a string, not a list");
 }
 END_TEST
 
@@ -248,14 +250,14 @@ START_TEST(test_version) {
         ck_assert_uint_eq(m->version, 16);
         assert_refused("format: oob-patch/1\nid: t\nactions: [{delete: [a]}]\n", "line 1, column 1",
                        "missing required key 'version'");
-        assert_refused("format: oob-patch/1\nid: t\nversion: 0\nactions: [{delete: [a]}]\n", "line 3, column 10",
-                       "'version' must be between 1 and");
-        assert_refused("format: oob-patch/1\nid: t\nversion: \"2\"\nactions: [{delete: [a]}]\n", "line 3, column 10",
-                       "'version' must be an unsigned integer, not a quoted string");
-        assert_refused("format: oob-patch/1\nid: t\nversion: 02\nactions: [{delete: [a]}]\n", "line 3, column 10",
-                       "'version' must be an unsigned integer");
-        assert_refused("format: oob-patch/1\nid: t\nversion: -1\nactions: [{delete: [a]}]\n", "line 3, column 10",
-                       "'version'");
+        assert_refused("format: oob-patch/1\nid: t\nversion: 0\nactions: [{delete: [a]}]\n",
+                       "line 3, column 10", "'version' must be between 1 and");
+        assert_refused("format: oob-patch/1\nid: t\nversion: \"2\"\nactions: [{delete: [a]}]\n",
+                       "line 3, column 10", "'version' must be an unsigned integer, not a quoted string");
+        assert_refused("format: oob-patch/1\nid: t\nversion: 02\nactions: [{delete: [a]}]\n",
+                       "line 3, column 10", "'version' must be an unsigned integer");
+        assert_refused("format: oob-patch/1\nid: t\nversion: -1\nactions: [{delete: [a]}]\n",
+                       "line 3, column 10", "'version'");
         assert_refused("format: oob-patch/1\nid: t\nversion: {a: 1}\nactions: [{delete: [a]}]\n",
                        "line 3, column 10", "'version' must be an unsigned integer, not a mapping");
 }
@@ -267,7 +269,8 @@ START_TEST(test_description) {
         _cleanup_free_ char *long_doc = NULL;
 
         ck_assert_str_eq(m->description, "Fixes: a, b");
-        assert_refused(HEAD "description:\nactions: [{delete: [a]}]\n", "line 4, column 13", "'description' has no value");
+        assert_refused(HEAD "description:\nactions: [{delete: [a]}]\n", "line 4, column 13",
+                       "'description' has no value");
         assert_refused(HEAD "description: \"bell\\a\"\nactions: [{delete: [a]}]\n", "line 4, column 14",
                        "'description' contains a control character");
         ck_assert_int_ge(asprintf(&long_doc, HEAD "description: %05000d\nactions: [{delete: [a]}]\n", 1), 0);
@@ -300,24 +303,24 @@ START_TEST(test_applies_to) {
                        "'applies-to' must be a mapping, not a string");
         assert_refused(HEAD "applies-to: {groups: [a]}\nactions: [{delete: [a]}]\n", "line 4, column 14",
                        "unknown key 'groups' in 'applies-to'", "device-groups, os-build");
-        assert_refused(HEAD "applies-to: {device-groups: lab}\nactions: [{delete: [a]}]\n", "line 4, column 29",
-                       "'device-groups' must be a list, not a string");
+        assert_refused(HEAD "applies-to: {device-groups: lab}\nactions: [{delete: [a]}]\n",
+                       "line 4, column 29", "'device-groups' must be a list, not a string");
         assert_refused(HEAD "applies-to: {device-groups: [lab, 'bad group']}\nactions: [{delete: [a]}]\n",
                        "line 4, column 35", "'device-groups': 'bad group' is not valid");
         assert_refused(HEAD "applies-to: {device-groups: [lab, lab]}\nactions: [{delete: [a]}]\n",
                        "line 4, column 35", "'device-groups' lists 'lab' twice");
-        assert_refused(HEAD "applies-to: {device-groups: []}\nactions: [{delete: [a]}]\n", "line 4, column 29",
-                       "'device-groups' is empty");
+        assert_refused(HEAD "applies-to: {device-groups: []}\nactions: [{delete: [a]}]\n",
+                       "line 4, column 29", "'device-groups' is empty");
         assert_refused(HEAD "applies-to: {os-build: {min: 2, max: 1}}\nactions: [{delete: [a]}]\n",
                        "line 4, column 24", "'os-build': 'min' (2) is above 'max' (1)");
         assert_refused(HEAD "applies-to: {os-build: {min: 1, exact: 1}}\nactions: [{delete: [a]}]\n",
                        "line 4, column 33", "unknown key 'exact' in 'os-build'");
         assert_refused(HEAD "applies-to: {os-build: {}}\nactions: [{delete: [a]}]\n", "line 4, column 24",
                        "'os-build' needs 'min', 'max' or both");
-        assert_refused(HEAD "applies-to: {os-build: '19045'}\nactions: [{delete: [a]}]\n", "line 4, column 24",
-                       "'os-build' must be an unsigned integer, not a quoted string");
-        assert_refused(HEAD "applies-to: {os-build: {min: 0}}\nactions: [{delete: [a]}]\n", "line 4, column 30",
-                       "'min' must be between 1 and");
+        assert_refused(HEAD "applies-to: {os-build: '19045'}\nactions: [{delete: [a]}]\n",
+                       "line 4, column 24", "'os-build' must be an unsigned integer, not a quoted string");
+        assert_refused(HEAD "applies-to: {os-build: {min: 0}}\nactions: [{delete: [a]}]\n",
+                       "line 4, column 30", "'min' must be between 1 and");
 }
 END_TEST
 
@@ -325,10 +328,12 @@ END_TEST
 
 START_TEST(test_payloads) {
         _cleanup_(patch_manifest_freep) PatchManifest *listed = parse_ok(
-                HEAD "payloads: [p/a.tar, p/unused.tar]\nactions:\n  - extract: {payload: p/a.tar, dest: .}\n");
-        _cleanup_(patch_manifest_freep) PatchManifest *derived = parse_ok(
-                HEAD "actions:\n  - extract: {payload: p/b.tar, dest: x}\n  - extract: {payload: p/a.tar, dest: y}\n"
-                     "  - extract: {payload: p/b.tar, dest: z}\n");
+                HEAD
+                "payloads: [p/a.tar, p/unused.tar]\nactions:\n  - extract: {payload: p/a.tar, dest: .}\n");
+        _cleanup_(patch_manifest_freep) PatchManifest *derived =
+                parse_ok(HEAD "actions:\n  - extract: {payload: p/b.tar, dest: x}\n  - extract: {payload: "
+                              "p/a.tar, dest: y}\n"
+                              "  - extract: {payload: p/b.tar, dest: z}\n");
 
         ck_assert_uint_eq(strv_length(listed->payloads), 2);
         ck_assert_str_eq(listed->actions[0].dest, ".");
@@ -359,8 +364,10 @@ END_TEST
 START_TEST(test_actions_list) {
         assert_refused(HEAD, "line 1, column 1", "missing required key 'actions'");
         assert_refused(HEAD "actions: []\n", "line 4, column 10", "'actions' is empty");
-        assert_refused(HEAD "actions:\n", "line 4, column 9", "'actions' must be a list, not a missing value");
-        assert_refused(HEAD "actions: {delete: [a]}\n", "line 4, column 10", "'actions' must be a list, not a mapping");
+        assert_refused(HEAD "actions:\n", "line 4, column 9",
+                       "'actions' must be a list, not a missing value");
+        assert_refused(HEAD "actions: {delete: [a]}\n", "line 4, column 10",
+                       "'actions' must be a list, not a mapping");
         assert_refused(ACTION("delete"), "line 5, column 5", "an action is a mapping with one key");
         assert_refused(ACTION("{}"), "line 5, column 5", "an action is a mapping with one key");
         assert_refused(ACTION("copy: {from: a, to: b}"), "line 5, column 5", "unknown action 'copy'",
@@ -383,7 +390,8 @@ START_TEST(test_extract) {
         ck_assert_str_eq(m->actions[0].dest, "Program Files/Contoso");
         ck_assert_str_eq(m->actions[0].payload, "p.tar");
 
-        assert_refused(ACTION("extract: {dest: x}"), "line 5, column 14", "missing required key 'payload' in action 'extract'");
+        assert_refused(ACTION("extract: {dest: x}"), "line 5, column 14",
+                       "missing required key 'payload' in action 'extract'");
         assert_refused(ACTION("extract: {payload: p.tar}"), "line 5, column 14",
                        "missing required key 'dest' in action 'extract'", "dest: .");
         assert_refused(ACTION("extract: {payload: p.tar, dest: x, mode: 644}"), "line 5, column 40",
@@ -394,8 +402,8 @@ START_TEST(test_extract) {
                        "target path");
         assert_refused(ACTION("extract: {payload: p.tar, dest: /Windows}"), "line 5, column 37",
                        "'dest': invalid volume path: absolute paths are not allowed");
-        assert_refused(ACTION("extract: {payload: p.tar, dest: '\\Windows'}"), "line 5, column 37",
-                       "'dest'", "absolute");
+        assert_refused(ACTION("extract: {payload: p.tar, dest: '\\Windows'}"), "line 5, column 37", "'dest'",
+                       "absolute");
         assert_refused(ACTION("extract: {payload: p.tar, dest: 'C:\\Windows'}"), "line 5, column 37",
                        "'dest'", "no drive letters");
         assert_refused(ACTION("extract: {payload: p.tar, dest: Windows/../../etc}"), "line 5, column 37",
@@ -406,8 +414,8 @@ START_TEST(test_extract) {
                        "'dest'", "empty path components");
         assert_refused(ACTION("extract: {payload: p.tar, dest: Windows/}"), "line 5, column 37", "'dest'",
                        "empty path components");
-        assert_refused(ACTION("extract: {payload: p.tar, dest: 'Windows/file.txt:stream'}"), "line 5, column 37",
-                       "'dest'", "alternate data streams");
+        assert_refused(ACTION("extract: {payload: p.tar, dest: 'Windows/file.txt:stream'}"),
+                       "line 5, column 37", "'dest'", "alternate data streams");
 }
 END_TEST
 
@@ -419,30 +427,37 @@ START_TEST(test_delete) {
         ck_assert_str_eq(m->actions[0].paths[0], "Windows/System32/a.dll");
         ck_assert_str_eq(m->actions[0].paths[1], "Windows/b.dll");
 
-        assert_refused(ACTION("delete: a.dll"), "line 5, column 13", "'delete' takes a list of volume paths");
+        assert_refused(ACTION("delete: a.dll"), "line 5, column 13",
+                       "'delete' takes a list of volume paths");
         assert_refused(ACTION("delete: {paths: [a]}"), "line 5, column 13", "'delete' takes a list");
         assert_refused(ACTION("delete: []"), "line 5, column 13", "'delete' lists no paths");
-        assert_refused(ACTION("delete: [a, ../b]"), "line 5, column 17", "'delete': invalid volume path", "'..'");
+        assert_refused(ACTION("delete: [a, ../b]"), "line 5, column 17", "'delete': invalid volume path",
+                       "'..'");
         assert_refused(ACTION("delete: [a, a]"), "line 5, column 17", "'delete' lists 'a' twice");
         /* Backslashes and slashes name the same file. */
         assert_refused(ACTION("delete: [a/b, 'a\\b']"), "line 5, column 19", "'delete' lists 'a/b' twice");
         assert_refused(ACTION("delete: ['Windows/*.tmp']"), "line 5, column 14", "'delete'", "< > \" | ? *");
         assert_refused(ACTION("delete: ['Windows/x. ']"), "line 5, column 14", "'delete'",
                        "ending in a dot or a space");
-        assert_refused(ACTION("delete: [[a]]"), "line 5, column 14", "'delete' must be a string, not a list");
+        assert_refused(ACTION("delete: [[a]]"), "line 5, column 14",
+                       "'delete' must be a string, not a list");
         assert_refused(ACTION("delete: [.]"), "line 5, column 14", "'delete'", "'.' and '..'");
 }
 END_TEST
 
 /* ---- registry ---------------------------------------------------------------------- */
 
-#define REGSET(type, value) ACTION("registry-set: {hive: SOFTWARE, key: 'A\\B', name: V, type: " type ", value: " value "}")
+#define REGSET(type, value) \
+        ACTION("registry-set: {hive: SOFTWARE, key: 'A\\B', name: V, type: " type ", value: " value "}")
 
 static PatchManifest *parse_value(const char *type, const char *value) {
         _cleanup_free_ char *doc = NULL;
 
-        ck_assert_int_ge(asprintf(&doc, ACTION("registry-set: {hive: SOFTWARE, key: 'A\\B', name: V, type: %s, value: %s}"),
-                                  type, value), 0);
+        ck_assert_int_ge(
+                asprintf(&doc,
+                         ACTION("registry-set: {hive: SOFTWARE, key: 'A\\B', name: V, type: %s, value: %s}"),
+                         type, value),
+                0);
         return parse_ok(doc);
 }
 
@@ -450,14 +465,17 @@ START_TEST(test_registry_value_types) {
         _cleanup_(patch_manifest_freep) PatchManifest *sz = parse_value("REG_SZ", "hello world");
         _cleanup_(patch_manifest_freep) PatchManifest *sz_empty = parse_value("REG_SZ", "''");
         _cleanup_(patch_manifest_freep) PatchManifest *sz_number = parse_value("REG_SZ", "42");
-        _cleanup_(patch_manifest_freep) PatchManifest *expand = parse_value("REG_EXPAND_SZ", "'%SystemRoot%\\x'");
+        _cleanup_(patch_manifest_freep) PatchManifest *expand =
+                parse_value("REG_EXPAND_SZ", "'%SystemRoot%\\x'");
         _cleanup_(patch_manifest_freep) PatchManifest *multi = parse_value("REG_MULTI_SZ", "[a, 'b c']");
         _cleanup_(patch_manifest_freep) PatchManifest *multi_empty = parse_value("REG_MULTI_SZ", "[]");
         _cleanup_(patch_manifest_freep) PatchManifest *dword = parse_value("REG_DWORD", "4294967295");
         _cleanup_(patch_manifest_freep) PatchManifest *dword_hex = parse_value("REG_DWORD", "0x0000ff01");
-        _cleanup_(patch_manifest_freep) PatchManifest *qword = parse_value("REG_QWORD", "18446744073709551615");
+        _cleanup_(patch_manifest_freep) PatchManifest *qword =
+                parse_value("REG_QWORD", "18446744073709551615");
         _cleanup_(patch_manifest_freep) PatchManifest *binary = parse_value("REG_BINARY", "0102aBfF");
-        _cleanup_(patch_manifest_freep) PatchManifest *binary_sep = parse_value("REG_BINARY", "'de,ad:be ef'");
+        _cleanup_(patch_manifest_freep) PatchManifest *binary_sep =
+                parse_value("REG_BINARY", "'de,ad:be ef'");
         _cleanup_(patch_manifest_freep) PatchManifest *binary_empty = parse_value("REG_BINARY", "\"\"");
         const PatchAction *a;
 
@@ -498,34 +516,45 @@ END_TEST
 
 START_TEST(test_registry_value_refused) {
         /* In REGSET() the type starts at column 63, the value at 63 + strlen(type) + 9. */
-        assert_refused(REGSET("REG_DWORD", "4294967296"), "line 5, column 81", "'value' must be between 0 and 4294967295");
+        assert_refused(REGSET("REG_DWORD", "4294967296"), "line 5, column 81",
+                       "'value' must be between 0 and 4294967295");
         assert_refused(REGSET("REG_DWORD", "0x100000000"), "line 5, column 81", "'value' must be between");
-        assert_refused(REGSET("REG_DWORD", "-1"), "line 5, column 81", "'value' must be an unsigned integer");
+        assert_refused(REGSET("REG_DWORD", "-1"), "line 5, column 81",
+                       "'value' must be an unsigned integer");
         assert_refused(REGSET("REG_DWORD", "'3'"), "line 5, column 81", "'value'", "quoted string");
-        assert_refused(REGSET("REG_QWORD", "18446744073709551616"), "line 5, column 81", "'value' must be between");
-        assert_refused(REGSET("REG_BINARY", "abc"), "line 5, column 82", "'value' of REG_BINARY must be hex bytes");
-        assert_refused(REGSET("REG_BINARY", "'1,2,3'"), "line 5, column 82", "'value' of REG_BINARY must be hex bytes");
-        assert_refused(REGSET("REG_BINARY", "zz"), "line 5, column 82", "'value' of REG_BINARY", "not a hex digit");
-        assert_refused(REGSET("REG_BINARY", "[1, 2]"), "line 5, column 82", "'value' of REG_BINARY must be a hex string, not a list");
-        assert_refused(REGSET("REG_MULTI_SZ", "a"), "line 5, column 84", "'value' of REG_MULTI_SZ must be a list of strings, not a string");
+        assert_refused(REGSET("REG_QWORD", "18446744073709551616"), "line 5, column 81",
+                       "'value' must be between");
+        assert_refused(REGSET("REG_BINARY", "abc"), "line 5, column 82",
+                       "'value' of REG_BINARY must be hex bytes");
+        assert_refused(REGSET("REG_BINARY", "'1,2,3'"), "line 5, column 82",
+                       "'value' of REG_BINARY must be hex bytes");
+        assert_refused(REGSET("REG_BINARY", "zz"), "line 5, column 82", "'value' of REG_BINARY",
+                       "not a hex digit");
+        assert_refused(REGSET("REG_BINARY", "[1, 2]"), "line 5, column 82",
+                       "'value' of REG_BINARY must be a hex string, not a list");
+        assert_refused(REGSET("REG_MULTI_SZ", "a"), "line 5, column 84",
+                       "'value' of REG_MULTI_SZ must be a list of strings, not a string");
         assert_refused(REGSET("REG_MULTI_SZ", "[a, '']"), "line 5, column 88", "'value' is an empty string");
-        assert_refused(REGSET("REG_SZ", "[a]"), "line 5, column 78", "'value' of REG_SZ must be a string, not a list");
+        assert_refused(REGSET("REG_SZ", "[a]"), "line 5, column 78",
+                       "'value' of REG_SZ must be a string, not a list");
         assert_refused(REGSET("REG_SZ", "~"), "line 5, column 78", "'value' has no value");
-        assert_refused(REGSET("REG_EXPAND_SZ", "{a: b}"), "line 5, column 85", "'value' of REG_EXPAND_SZ must be a string");
+        assert_refused(REGSET("REG_EXPAND_SZ", "{a: b}"), "line 5, column 85",
+                       "'value' of REG_EXPAND_SZ must be a string");
         assert_refused(REGSET("REG_NONE", "x"), "line 5, column 63", "'type' must be one of REG_SZ");
         assert_refused(REGSET("reg_sz", "x"), "line 5, column 63", "'type' must be one of");
-        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: 'A', name: V, type: REG_SZ}"), "line 5, column 19",
-                       "missing required key 'value' in action 'registry-set'");
-        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: 'A', name: V, value: x}"), "line 5, column 19",
-                       "missing required key 'type' in action 'registry-set'");
+        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: 'A', name: V, type: REG_SZ}"),
+                       "line 5, column 19", "missing required key 'value' in action 'registry-set'");
+        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: 'A', name: V, value: x}"),
+                       "line 5, column 19", "missing required key 'type' in action 'registry-set'");
 }
 END_TEST
 
 START_TEST(test_registry_names) {
         _cleanup_(patch_manifest_freep) PatchManifest *user =
-                parse_ok(ACTION("registry-set: {hive: 'NTUSER:j.doe', key: 'Software\\X', name: '', type: REG_SZ, value: v}"));
-        _cleanup_(patch_manifest_freep) PatchManifest *sys =
-                parse_ok(ACTION("registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\old', name: Start}"));
+                parse_ok(ACTION("registry-set: {hive: 'NTUSER:j.doe', key: 'Software\\X', name: '', type: "
+                                "REG_SZ, value: v}"));
+        _cleanup_(patch_manifest_freep) PatchManifest *sys = parse_ok(
+                ACTION("registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\old', name: Start}"));
 
         ck_assert_str_eq(user->actions[0].hive, "NTUSER:j.doe");
         ck_assert_str_eq(user->actions[0].value_name, "");
@@ -535,31 +564,37 @@ START_TEST(test_registry_names) {
                        "line 5, column 26", "'hive' must be SYSTEM, SOFTWARE or NTUSER:<user>");
         assert_refused(ACTION("registry-set: {hive: system, key: 'A', name: V, type: REG_SZ, value: x}"),
                        "line 5, column 26", "'hive'");
-        assert_refused(ACTION("registry-set: {hive: 'NTUSER:../admin', key: 'A', name: V, type: REG_SZ, value: x}"),
-                       "line 5, column 26", "'hive'");
+        assert_refused(
+                ACTION("registry-set: {hive: 'NTUSER:../admin', key: 'A', name: V, type: REG_SZ, value: x}"),
+                "line 5, column 26", "'hive'");
         assert_refused(ACTION("registry-set: {hive: 'NTUSER:', key: 'A', name: V, type: REG_SZ, value: x}"),
                        "line 5, column 26", "'hive'");
-        assert_refused(ACTION("registry-set: {key: 'A', name: V, type: REG_SZ, value: x}"), "line 5, column 19",
-                       "missing required key 'hive'");
+        assert_refused(ACTION("registry-set: {key: 'A', name: V, type: REG_SZ, value: x}"),
+                       "line 5, column 19", "missing required key 'hive'");
         assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: '\\A', name: V, type: REG_SZ, value: x}"),
                        "line 5, column 41", "'key': invalid registry key: empty parts");
         assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: 'A\\', name: V, type: REG_SZ, value: x}"),
                        "line 5, column 41", "'key'", "empty parts");
-        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: 'A\\\\B', name: V, type: REG_SZ, value: x}"),
-                       "line 5, column 41", "'key'", "empty parts");
-        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: 'HKLM\\SOFTWARE\\A', name: V, type: REG_SZ, value: x}"),
+        assert_refused(
+                ACTION("registry-set: {hive: SOFTWARE, key: 'A\\\\B', name: V, type: REG_SZ, value: x}"),
+                "line 5, column 41", "'key'", "empty parts");
+        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: 'HKLM\\SOFTWARE\\A', name: V, type: "
+                              "REG_SZ, value: x}"),
                        "line 5, column 41", "'key'", "relative to the hive");
-        assert_refused(ACTION("registry-set: {hive: SYSTEM, key: 'CurrentControlSet\\Services\\x', name: V, type: REG_SZ, value: x}"),
+        assert_refused(ACTION("registry-set: {hive: SYSTEM, key: 'CurrentControlSet\\Services\\x', name: V, "
+                              "type: REG_SZ, value: x}"),
                        "line 5, column 39", "'key'", "ControlSet001");
-        assert_refused(ACTION("registry-set: {hive: SOFTWARE, name: V, type: REG_SZ, value: x}"), "line 5, column 19",
+        assert_refused(ACTION("registry-set: {hive: SOFTWARE, name: V, type: REG_SZ, value: x}"),
+                       "line 5, column 19", "missing required key 'key'");
+        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: A, type: REG_SZ, value: x}"),
+                       "line 5, column 19", "missing required key 'name'", "name: \"\"");
+        assert_refused(
+                ACTION("registry-set: {hive: SOFTWARE, key: A, name: V, type: REG_SZ, value: x, data: 1}"),
+                "line 5, column 77", "unknown key 'data' in action 'registry-set'");
+        assert_refused(ACTION("registry-delete: {hive: SOFTWARE, key: A, type: REG_SZ}"),
+                       "line 5, column 47", "unknown key 'type' in action 'registry-delete'");
+        assert_refused(ACTION("registry-delete: {hive: SOFTWARE}"), "line 5, column 22",
                        "missing required key 'key'");
-        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: A, type: REG_SZ, value: x}"), "line 5, column 19",
-                       "missing required key 'name'", "name: \"\"");
-        assert_refused(ACTION("registry-set: {hive: SOFTWARE, key: A, name: V, type: REG_SZ, value: x, data: 1}"),
-                       "line 5, column 77", "unknown key 'data' in action 'registry-set'");
-        assert_refused(ACTION("registry-delete: {hive: SOFTWARE, key: A, type: REG_SZ}"), "line 5, column 47",
-                       "unknown key 'type' in action 'registry-delete'");
-        assert_refused(ACTION("registry-delete: {hive: SOFTWARE}"), "line 5, column 22", "missing required key 'key'");
 }
 END_TEST
 
@@ -575,32 +610,35 @@ START_TEST(test_stage_package) {
 
         assert_refused(ACTION("stage-package: {payload: pkg/a.msi}"), "line 5, column 20",
                        "missing required key 'command' in action 'stage-package'");
-        assert_refused(ACTION("stage-package: {payload: pkg/a.msi, command: \"a\\nb\"}"), "line 5, column 50",
-                       "'command' must be a single line");
-        assert_refused(ACTION("stage-package: {payload: pkg/a.msi, command: x, args: y}"), "line 5, column 53",
-                       "unknown key 'args'");
-        assert_refused(ACTION("stage-package: {command: x}"), "line 5, column 20", "missing required key 'payload'");
+        assert_refused(ACTION("stage-package: {payload: pkg/a.msi, command: \"a\\nb\"}"),
+                       "line 5, column 50", "'command' must be a single line");
+        assert_refused(ACTION("stage-package: {payload: pkg/a.msi, command: x, args: y}"),
+                       "line 5, column 53", "unknown key 'args'");
+        assert_refused(ACTION("stage-package: {command: x}"), "line 5, column 20",
+                       "missing required key 'payload'");
 }
 END_TEST
 
 START_TEST(test_os_image) {
-        _cleanup_(patch_manifest_freep) PatchManifest *m = parse_ok(ACTION("os-image: {payload: img/w11.qcow2, slot: b}"));
+        _cleanup_(patch_manifest_freep) PatchManifest *m =
+                parse_ok(ACTION("os-image: {payload: img/w11.qcow2, slot: b}"));
 
         ck_assert_int_eq(m->actions[0].type, PATCH_ACTION_OS_IMAGE);
         ck_assert_str_eq(m->actions[0].payload, "img/w11.qcow2");
         ck_assert_str_eq(m->actions[0].slot, "b");
 
-        assert_refused(ACTION("os-image: {payload: img/w11.qcow2}"), "line 5, column 15", "missing required key 'slot'");
-        assert_refused(ACTION("os-image: {payload: img/w11.qcow2, slot: ../a}"), "line 5, column 46", "'slot'",
-                       "A-Z a-z 0-9");
+        assert_refused(ACTION("os-image: {payload: img/w11.qcow2}"), "line 5, column 15",
+                       "missing required key 'slot'");
+        assert_refused(ACTION("os-image: {payload: img/w11.qcow2, slot: ../a}"), "line 5, column 46",
+                       "'slot'", "A-Z a-z 0-9");
 }
 END_TEST
 
 /* ---- trial ---------------------------------------------------------------------------------- */
 
 START_TEST(test_trial) {
-        _cleanup_(patch_manifest_freep) PatchManifest *a =
-                parse_ok(HEAD "actions: [{delete: [a]}]\ntrial: {boot-timeout: 90, stability: 1h, attempts: 10}\n");
+        _cleanup_(patch_manifest_freep) PatchManifest *a = parse_ok(
+                HEAD "actions: [{delete: [a]}]\ntrial: {boot-timeout: 90, stability: 1h, attempts: 10}\n");
         _cleanup_(patch_manifest_freep) PatchManifest *b =
                 parse_ok(HEAD "actions: [{delete: [a]}]\ntrial: {stability: 2m30s}\n");
 
@@ -622,8 +660,8 @@ START_TEST(test_trial) {
                        "'boot-timeout' must be between");
         assert_refused(HEAD "actions: [{delete: [a]}]\ntrial: {stability: 25h}\n", "line 5, column 20",
                        "'stability' must be between 5s and 86400s");
-        assert_refused(HEAD "actions: [{delete: [a]}]\ntrial: {stability: 10 minutes}\n", "line 5, column 20",
-                       "'stability' must be a duration like");
+        assert_refused(HEAD "actions: [{delete: [a]}]\ntrial: {stability: 10 minutes}\n",
+                       "line 5, column 20", "'stability' must be a duration like");
         assert_refused(HEAD "actions: [{delete: [a]}]\ntrial: {retries: 2}\n", "line 5, column 9",
                        "unknown key 'retries' in 'trial'", "boot-timeout, stability, attempts");
         assert_refused(HEAD "actions: [{delete: [a]}]\ntrial: 300\n", "line 5, column 8",

@@ -14,18 +14,19 @@
         do {                                                                                            \
                 _cleanup_free_ char *_err = NULL;                                                       \
                 YNode *_n = NULL;                                                                       \
-                const char *_needles[] = { "", ##__VA_ARGS__ };                                         \
+                const char *_needles[] = {"", ##__VA_ARGS__};                                           \
                 int _r = yaml_tree_parse((doc), (size), &_n, &_err);                                    \
                 ck_assert_int_eq(_r, (r_expected));                                                     \
                 ck_assert_ptr_null(_n);                                                                 \
                 ck_assert_ptr_nonnull(_err);                                                            \
                 ck_assert_msg(strneq(_err, pos ": ", strlen(pos ": ")), "error '%s' is not at '%s'",    \
-                              strna(_err), pos);                                                               \
-                for (size_t _i = 0; _i < ELEMENTSOF(_needles); _i++)                                                 \
-                        ck_assert_msg(strstr(_err, _needles[_i]), "error '%s' lacks '%s'", strna(_err),        \
+                              strna(_err), pos);                                                        \
+                for (size_t _i = 0; _i < ELEMENTSOF(_needles); _i++)                                    \
+                        ck_assert_msg(strstr(_err, _needles[_i]), "error '%s' lacks '%s'", strna(_err), \
                                       _needles[_i]);                                                    \
         } while (0)
-#define assert_yaml_refused(doc, pos, ...) assert_yaml_refused_n(doc, strlen(doc), -EPROTO, pos, ##__VA_ARGS__)
+#define assert_yaml_refused(doc, pos, ...) \
+        assert_yaml_refused_n(doc, strlen(doc), -EPROTO, pos, ##__VA_ARGS__)
 
 static YNode *parse_ok(const char *doc) {
         _cleanup_free_ char *err = NULL;
@@ -91,14 +92,15 @@ END_TEST
 START_TEST(test_scalars_stay_text) {
         /* YAML 1.1 would make these false, octal 8 and 16: the tree keeps what
          * was written and leaves typing to the schema. */
-        _cleanup_(ynode_freep) YNode *root = parse_ok("a: NO\nb: 010\nc: 0x10\nd: ~\ne:\nf: ''\ng: |\n  two\n  lines\n");
+        _cleanup_(ynode_freep) YNode *root =
+                parse_ok("a: NO\nb: 010\nc: 0x10\nd: ~\ne:\nf: ''\ng: |\n  two\n  lines\n");
 
         ck_assert_str_eq(ynode_get(root, "a")->value, "NO");
         ck_assert_str_eq(ynode_get(root, "b")->value, "010");
         ck_assert_str_eq(ynode_get(root, "c")->value, "0x10");
         ck_assert(ynode_is_null(ynode_get(root, "d")));
         ck_assert(ynode_is_null(ynode_get(root, "e")));
-        ck_assert(!ynode_is_null(ynode_get(root, "f")));  /* a quoted empty string is a string */
+        ck_assert(!ynode_is_null(ynode_get(root, "f"))); /* a quoted empty string is a string */
         ck_assert_uint_eq(ynode_get(root, "f")->length, 0);
         ck_assert_str_eq(ynode_get(root, "g")->value, "two\nlines\n");
         ck_assert(!ynode_get(root, "g")->plain);
@@ -130,7 +132,8 @@ START_TEST(test_aliases_and_anchors) {
 END_TEST
 
 START_TEST(test_tags) {
-        assert_yaml_refused("a: !!str 1\n", "line 1, column 4", "tags are not allowed", "tag:yaml.org,2002:str");
+        assert_yaml_refused("a: !!str 1\n", "line 1, column 4", "tags are not allowed",
+                            "tag:yaml.org,2002:str");
         assert_yaml_refused("a: !custom x\n", "line 1, column 4", "tags are not allowed", "!custom");
         assert_yaml_refused("a: ! x\n", "line 1, column 4", "tags are not allowed");
         assert_yaml_refused("--- !!map\na: 1\n", "line 1, column 5", "tags are not allowed");
@@ -141,7 +144,8 @@ START_TEST(test_tags) {
 END_TEST
 
 START_TEST(test_duplicate_keys) {
-        assert_yaml_refused("a: 1\nb: 2\na: 3\n", "line 3, column 1", "duplicate key 'a'", "line 1, column 1");
+        assert_yaml_refused("a: 1\nb: 2\na: 3\n", "line 3, column 1", "duplicate key 'a'",
+                            "line 1, column 1");
         assert_yaml_refused("m: {x: 1, y: 2, x: 3}\n", "line 1, column 17", "duplicate key 'x'");
         /* Quoting does not make a different key. */
         assert_yaml_refused("a: 1\n'a': 2\n", "line 2, column 1", "duplicate key 'a'");
@@ -155,7 +159,8 @@ END_TEST
 
 START_TEST(test_non_scalar_keys) {
         assert_yaml_refused("? [a, b]\n: 1\n", "line 1, column 3", "mapping key must be a string", "list");
-        assert_yaml_refused("? {a: 1}\n: 1\n", "line 1, column 3", "mapping key must be a string", "mapping");
+        assert_yaml_refused("? {a: 1}\n: 1\n", "line 1, column 3", "mapping key must be a string",
+                            "mapping");
         assert_yaml_refused("{[a]: 1}\n", "line 1, column 2", "mapping key must be a string");
 }
 END_TEST
@@ -267,7 +272,10 @@ START_TEST(test_invalid_utf8) {
         assert_yaml_refused("a: \xc0\xaf\n", "line 1, column 4", "UTF-8");
         assert_yaml_refused("a: \xed\xa0\x80\n", "line 1, column 4");
         /* UTF-16 is not guessed from a byte order mark. */
-        assert_yaml_refused_n("\xff\xfe" "a\0:\0 \0" "1\0", 10, -EPROTO, "line 1, column 1");
+        assert_yaml_refused_n("\xff\xfe"
+                              "a\0:\0 \0"
+                              "1\0",
+                              10, -EPROTO, "line 1, column 1");
         /* Raw control characters and NUL bytes. */
         assert_yaml_refused("a: x\x01y\n", "line 1, column 5", "control characters");
         assert_yaml_refused_n("a: x\0y\n", 7, -EPROTO, "line 1, column 5");
@@ -338,19 +346,19 @@ END_TEST
 #define assert_helper_refused(call, pos, ...)                                                           \
         do {                                                                                            \
                 _cleanup_free_ char *_err = NULL;                                                       \
-                const char *_needles[] = { "", ##__VA_ARGS__ };                                         \
+                const char *_needles[] = {"", ##__VA_ARGS__};                                           \
                 char **ret_error = &_err;                                                               \
                 ck_assert_int_eq((call), -EPROTO);                                                      \
                 ck_assert_ptr_nonnull(_err);                                                            \
                 ck_assert_msg(strneq(_err, pos ": ", strlen(pos ": ")), "error '%s' is not at '%s'",    \
-                              strna(_err), pos);                                                               \
-                for (size_t _i = 0; _i < ELEMENTSOF(_needles); _i++)                                                 \
-                        ck_assert_msg(strstr(_err, _needles[_i]), "error '%s' lacks '%s'", strna(_err),        \
+                              strna(_err), pos);                                                        \
+                for (size_t _i = 0; _i < ELEMENTSOF(_needles); _i++)                                    \
+                        ck_assert_msg(strstr(_err, _needles[_i]), "error '%s' lacks '%s'", strna(_err), \
                                       _needles[_i]);                                                    \
         } while (0)
 
 START_TEST(test_ymap_check) {
-        static const char *const allowed[] = { "a", "b", NULL };
+        static const char *const allowed[] = {"a", "b", NULL};
         _cleanup_(ynode_freep) YNode *ok = parse_ok("a: 1\nb: 2\n"), *bad = parse_ok("a: 1\nc: 2\n"),
                                      *list = parse_ok("- a\n");
 
@@ -379,8 +387,8 @@ START_TEST(test_strings) {
         ck_assert_int_eq(ymap_optional_string(m, "absent", 100, &absent, NULL), 0);
         ck_assert_ptr_null(absent);
 
-        assert_helper_refused(ymap_required_string(m, "it", "missing", 100, &s, ret_error), "line 1, column 1",
-                              "missing required key 'missing' in it");
+        assert_helper_refused(ymap_required_string(m, "it", "missing", 100, &s, ret_error),
+                              "line 1, column 1", "missing required key 'missing' in it");
         assert_helper_refused(ymap_required_string(m, "it", "null", 100, &s, ret_error), "line 4, column 6",
                               "'null' has no value");
         assert_helper_refused(ymap_required_string(m, "it", "empty", 100, &s, ret_error), "line 5, column 8",
@@ -395,10 +403,11 @@ START_TEST(test_strings) {
 END_TEST
 
 START_TEST(test_uints) {
-        _cleanup_(ynode_freep) YNode *m = parse_ok("dec: 42\nhex: 0xFFffFFff\nzero: 0\nmax: 18446744073709551615\n"
-                                                   "over: 18446744073709551616\nhexover: 0x10000000000000000\n"
-                                                   "lead: 007\nneg: -1\nquoted: \"42\"\nword: forty\nfloat: 4.2\n"
-                                                   "under: 1_000\nbare: 0x\n");
+        _cleanup_(ynode_freep) YNode *m =
+                parse_ok("dec: 42\nhex: 0xFFffFFff\nzero: 0\nmax: 18446744073709551615\n"
+                         "over: 18446744073709551616\nhexover: 0x10000000000000000\n"
+                         "lead: 007\nneg: -1\nquoted: \"42\"\nword: forty\nfloat: 4.2\n"
+                         "under: 1_000\nbare: 0x\n");
         uint64_t v;
 
         ck_assert_int_eq(ymap_required_uint(m, "it", "dec", 0, UINT64_MAX, &v, NULL), 0);
@@ -416,34 +425,36 @@ START_TEST(test_uints) {
                               "'dec' must be between 0 and 41");
         assert_helper_refused(ymap_required_uint(m, "it", "zero", 1, 5, &v, ret_error), "line 3, column 7",
                               "'zero' must be between 1 and 5");
-        assert_helper_refused(ymap_required_uint(m, "it", "over", 0, UINT64_MAX, &v, ret_error), "line 5, column 7",
-                              "'over' must be between");
+        assert_helper_refused(ymap_required_uint(m, "it", "over", 0, UINT64_MAX, &v, ret_error),
+                              "line 5, column 7", "'over' must be between");
         assert_helper_refused(ymap_required_uint(m, "it", "hexover", 0, UINT64_MAX, &v, ret_error),
                               "line 6, column 10", "'hexover' must be between");
         assert_helper_refused(ymap_required_uint(m, "it", "lead", 0, 100, &v, ret_error), "line 7, column 7",
                               "'lead' must be an unsigned integer", "'007'");
         assert_helper_refused(ymap_required_uint(m, "it", "neg", 0, 100, &v, ret_error), "line 8, column 6",
                               "'neg' must be an unsigned integer");
-        assert_helper_refused(ymap_required_uint(m, "it", "quoted", 0, 100, &v, ret_error), "line 9, column 9",
+        assert_helper_refused(ymap_required_uint(m, "it", "quoted", 0, 100, &v, ret_error),
+                              "line 9, column 9",
                               "'quoted' must be an unsigned integer, not a quoted string");
-        assert_helper_refused(ymap_required_uint(m, "it", "word", 0, 100, &v, ret_error), "line 10, column 7",
-                              "'word'");
-        assert_helper_refused(ymap_required_uint(m, "it", "float", 0, 100, &v, ret_error), "line 11, column 8",
-                              "'float'");
-        assert_helper_refused(ymap_required_uint(m, "it", "under", 0, 10000, &v, ret_error), "line 12, column 8",
-                              "'under'");
-        assert_helper_refused(ymap_required_uint(m, "it", "bare", 0, 10000, &v, ret_error), "line 13, column 7",
-                              "'bare'");
-        assert_helper_refused(ymap_required_uint(m, "it", "absent", 0, 10, &v, ret_error), "line 1, column 1",
-                              "missing required key 'absent'");
+        assert_helper_refused(ymap_required_uint(m, "it", "word", 0, 100, &v, ret_error),
+                              "line 10, column 7", "'word'");
+        assert_helper_refused(ymap_required_uint(m, "it", "float", 0, 100, &v, ret_error),
+                              "line 11, column 8", "'float'");
+        assert_helper_refused(ymap_required_uint(m, "it", "under", 0, 10000, &v, ret_error),
+                              "line 12, column 8", "'under'");
+        assert_helper_refused(ymap_required_uint(m, "it", "bare", 0, 10000, &v, ret_error),
+                              "line 13, column 7", "'bare'");
+        assert_helper_refused(ymap_required_uint(m, "it", "absent", 0, 10, &v, ret_error),
+                              "line 1, column 1", "missing required key 'absent'");
 }
 END_TEST
 
 START_TEST(test_durations) {
-        _cleanup_(ynode_freep) YNode *m = parse_ok("- 300\n- 300s\n- 10m\n- 1h30m\n- 2h5s\n- '45s'\n- 0\n"
-                                                   "- 10 m\n- 5m10m\n- 5s3m\n- 3d\n- m\n- 99999999999999999999h\n"
-                                                   "- 1h-1s\n");
-        static const uint64_t expect[] = { 300, 300, 600, 5400, 7205, 45, 0 };
+        _cleanup_(ynode_freep) YNode *m =
+                parse_ok("- 300\n- 300s\n- 10m\n- 1h30m\n- 2h5s\n- '45s'\n- 0\n"
+                         "- 10 m\n- 5m10m\n- 5s3m\n- 3d\n- m\n- 99999999999999999999h\n"
+                         "- 1h-1s\n");
+        static const uint64_t expect[] = {300, 300, 600, 5400, 7205, 45, 0};
         uint64_t v;
 
         for (size_t i = 0; i < ELEMENTSOF(expect); i++) {
@@ -452,10 +463,11 @@ START_TEST(test_durations) {
         }
         for (size_t i = ELEMENTSOF(expect); i + 1 < m->n_items; i++)
                 ck_assert_int_eq(ynode_duration(m->items[i], "d", 0, UINT64_MAX, &v, NULL), -EPROTO);
-        assert_helper_refused(ynode_duration(m->items[13], "d", 0, UINT64_MAX, &v, ret_error), "line 14, column 3",
-                              "'d' must be a duration like 300, 300s, 10m or 1h30m", "'1h-1s'");
-        assert_helper_refused(ynode_duration(m->items[12], "d", 0, UINT64_MAX, &v, ret_error), "line 13, column 3",
-                              "'d' must be between");
+        assert_helper_refused(ynode_duration(m->items[13], "d", 0, UINT64_MAX, &v, ret_error),
+                              "line 14, column 3", "'d' must be a duration like 300, 300s, 10m or 1h30m",
+                              "'1h-1s'");
+        assert_helper_refused(ynode_duration(m->items[12], "d", 0, UINT64_MAX, &v, ret_error),
+                              "line 13, column 3", "'d' must be between");
         assert_helper_refused(ynode_duration(m->items[2], "d", 0, 599, &v, ret_error), "line 3, column 3",
                               "'d' must be between 0s and 599s");
 }
@@ -484,16 +496,19 @@ START_TEST(test_strv) {
 
         assert_helper_refused(ynode_strv(ynode_get(m, "ok"), "ok", 2, 100, NULL, true, &out, ret_error),
                               "line 1, column 5", "'ok' has more than 2 items");
-        assert_helper_refused(ynode_strv(ynode_get(m, "scalar"), "scalar", 10, 100, NULL, true, &out, ret_error),
-                              "line 3, column 9", "'scalar' must be a list, not a string");
-        assert_helper_refused(ynode_strv(ynode_get(m, "nested"), "nested", 10, 100, NULL, true, &out, ret_error),
-                              "line 4, column 13", "'nested' must be a string, not a list");
+        assert_helper_refused(
+                ynode_strv(ynode_get(m, "scalar"), "scalar", 10, 100, NULL, true, &out, ret_error),
+                "line 3, column 9", "'scalar' must be a list, not a string");
+        assert_helper_refused(
+                ynode_strv(ynode_get(m, "nested"), "nested", 10, 100, NULL, true, &out, ret_error),
+                "line 4, column 13", "'nested' must be a string, not a list");
         assert_helper_refused(ynode_strv(ynode_get(m, "dup"), "dup", 10, 100, NULL, true, &out, ret_error),
                               "line 5, column 13", "'dup' lists 'a' twice");
         assert_helper_refused(ynode_strv(ynode_get(m, "bad"), "bad", 10, 100, no_x, true, &out, ret_error),
                               "line 6, column 10", "'bad': 'box' is not valid: contains an x");
-        assert_helper_refused(ynode_strv(ynode_get(m, "nullitem"), "nullitem", 10, 100, NULL, true, &out, ret_error),
-                              "line 7, column 15", "'nullitem' has no value");
+        assert_helper_refused(
+                ynode_strv(ynode_get(m, "nullitem"), "nullitem", 10, 100, NULL, true, &out, ret_error),
+                "line 7, column 15", "'nullitem' has no value");
         ck_assert_ptr_null(out);
 }
 END_TEST
