@@ -127,7 +127,7 @@ void tuf_key_done(TufKey *k) {
         free(k->keytype);
         free(k->scheme);
         free(k->public);
-        *k = (TufKey) { .type = _TUF_KEY_TYPE_INVALID };
+        *k = (TufKey){.type = _TUF_KEY_TYPE_INVALID};
 }
 
 int tuf_key_from_json(const char *keyid, const json_t *o, TufKey *ret) {
@@ -177,7 +177,7 @@ int tuf_key_from_json(const char *keyid, const json_t *o, TufKey *ret) {
         /* Unknown members of the key object (e.g. "keyid_hash_algorithms" of
          * old python-tuf) are not kept: the key is identified by the keyid its
          * delegator lists, never by recomputing it. */
-        *ret = (TufKey) {
+        *ret = (TufKey){
                 .keyid = TAKE_PTR(id),
                 .type = type,
                 .keytype = TAKE_PTR(kt),
@@ -193,12 +193,10 @@ int tuf_key_to_json(const TufKey *k, json_t **ret) {
         assert_return(k && k->keytype && k->scheme && k->public, -EINVAL);
         assert_return(ret, -EINVAL);
 
-        o = json_pack("{s:s, s:s, s:{s:s}}",
-                      "keytype", k->keytype,
-                      "scheme", k->scheme,
-                      "keyval", "public", k->public);
+        o = json_pack("{s:s, s:s, s:{s:s}}", "keytype", k->keytype, "scheme", k->scheme, "keyval", "public",
+                      k->public);
         if (!o)
-                return -ENOMEM;  /* the strings came from a parsed document: valid UTF-8 */
+                return -ENOMEM; /* the strings came from a parsed document: valid UTF-8 */
         *ret = o;
         return 0;
 }
@@ -333,11 +331,10 @@ static const EVP_MD *scheme_digest(TufKeyType type) {
         return type == TUF_KEY_ED25519 ? NULL : EVP_sha256();
 }
 
-int tuf_key_verify(const TufKey *k, const void *msg, size_t msg_size,
-                   const void *sig, size_t sig_size) {
+int tuf_key_verify(const TufKey *k, const void *msg, size_t msg_size, const void *sig, size_t sig_size) {
         _cleanup_pkey_ EVP_PKEY *pkey = NULL;
         _cleanup_md_ctx_ EVP_MD_CTX *ctx = NULL;
-        EVP_PKEY_CTX *pctx = NULL;  /* owned by ctx */
+        EVP_PKEY_CTX *pctx = NULL; /* owned by ctx */
         int r;
 
         assert_return(k && k->public, -EINVAL);
@@ -364,8 +361,7 @@ int tuf_key_verify(const TufKey *k, const void *msg, size_t msg_size,
 
         /* 1 is a valid signature; 0 an invalid one; < 0 a signature that does
          * not even decode (wrong length, bad DER): invalid too. */
-        r = EVP_DigestVerify(ctx, sig ?: (const void *) "", sig_size,
-                             msg ?: (const void *) "", msg_size);
+        r = EVP_DigestVerify(ctx, sig ?: (const void *) "", sig_size, msg ?: (const void *) "", msg_size);
         if (r != 1)
                 return openssl_error(-EBADMSG);
         return 0;
@@ -407,7 +403,6 @@ static int private_key_classify(EVP_PKEY *pkey, TufKeyType *ret) {
         return 0;
 }
 
-
 TufPrivateKey *tuf_private_key_free(TufPrivateKey *k) {
         if (!k)
                 return NULL;
@@ -431,7 +426,7 @@ static int private_key_new(EVP_PKEY **pkey, TufPrivateKey **ret) {
         k = malloc(sizeof(*k));
         if (!k)
                 return -ENOMEM;
-        *k = (TufPrivateKey) { .type = type, .pkey = TAKE_PTR(*pkey) };
+        *k = (TufPrivateKey){.type = type, .pkey = TAKE_PTR(*pkey)};
         *ret = k;
         return 0;
 }
@@ -538,7 +533,7 @@ static int pkey_public_pem(EVP_PKEY *pkey, char **ret) {
 }
 
 int tuf_private_key_public(const TufPrivateKey *k, TufKey *ret) {
-        _cleanup_(tuf_key_done) TufKey key = { .type = _TUF_KEY_TYPE_INVALID };
+        _cleanup_(tuf_key_done) TufKey key = {.type = _TUF_KEY_TYPE_INVALID};
         const char *keytype;
         int r;
 
@@ -589,15 +584,15 @@ int tuf_private_key_public(const TufPrivateKey *k, TufKey *ret) {
                 return r;
 
         *ret = key;
-        key = (TufKey) { .type = _TUF_KEY_TYPE_INVALID };
+        key = (TufKey){.type = _TUF_KEY_TYPE_INVALID};
         return 0;
 }
 
-int tuf_private_key_sign(const TufPrivateKey *k, const void *msg, size_t msg_size,
-                         uint8_t **ret, size_t *ret_size) {
+int tuf_private_key_sign(const TufPrivateKey *k, const void *msg, size_t msg_size, uint8_t **ret,
+                         size_t *ret_size) {
         _cleanup_md_ctx_ EVP_MD_CTX *ctx = NULL;
         _cleanup_free_ uint8_t *sig = NULL;
-        EVP_PKEY_CTX *pctx = NULL;  /* owned by ctx */
+        EVP_PKEY_CTX *pctx = NULL; /* owned by ctx */
         size_t sig_size = 0;
         int r;
 
@@ -679,8 +674,7 @@ int tuf_hasher_update(TufHasher *h, const void *data, size_t size) {
                 return 0;
         if ((uint64_t) size > UINT64_MAX - h->length)
                 return -EFBIG;
-        if (EVP_DigestUpdate(h->sha256, data, size) != 1 ||
-            EVP_DigestUpdate(h->sha512, data, size) != 1)
+        if (EVP_DigestUpdate(h->sha256, data, size) != 1 || EVP_DigestUpdate(h->sha512, data, size) != 1)
                 return openssl_error(-ENOMEM);
         h->length += size;
         return 0;
@@ -709,7 +703,7 @@ static int hashes_match(const TufHashes *expected, const TufHashes *actual) {
 }
 
 int tuf_hasher_verify(TufHasher *h, uint64_t expected_length, const TufHashes *expected) {
-        TufHashes actual = { .has_sha256 = true, .has_sha512 = true };
+        TufHashes actual = {.has_sha256 = true, .has_sha512 = true};
         unsigned n256 = 0, n512 = 0;
 
         assert_return(h, -EINVAL);
@@ -730,7 +724,7 @@ int tuf_hasher_verify(TufHasher *h, uint64_t expected_length, const TufHashes *e
 }
 
 int tuf_hashes_compute(const void *data, size_t size, TufHashes *ret) {
-        TufHashes h = { .has_sha256 = true, .has_sha512 = true };
+        TufHashes h = {.has_sha256 = true, .has_sha512 = true};
         unsigned n = 0;
 
         assert_return(data || size == 0, -EINVAL);
@@ -759,11 +753,9 @@ int tuf_hashes_verify(const TufHashes *h, const void *data, size_t size) {
         if (!data)
                 data = "";
         /* Only the algorithms expected: metadata can be megabytes. */
-        if (h->has_sha256 &&
-            EVP_Digest(data, size, actual.sha256, &n, EVP_sha256(), NULL) != 1)
+        if (h->has_sha256 && EVP_Digest(data, size, actual.sha256, &n, EVP_sha256(), NULL) != 1)
                 return openssl_error(-ENOMEM);
-        if (h->has_sha512 &&
-            EVP_Digest(data, size, actual.sha512, &n, EVP_sha512(), NULL) != 1)
+        if (h->has_sha512 && EVP_Digest(data, size, actual.sha512, &n, EVP_sha512(), NULL) != 1)
                 return openssl_error(-ENOMEM);
         return hashes_match(h, &actual);
 }
@@ -895,7 +887,7 @@ static int escape_control_bytes(const char *s, size_t n, char **ret, size_t *ret
 
         for (size_t i = 0; i < n; i++)
                 if ((uint8_t) s[i] < 0x20)
-                        extra += 5;  /* \u00XX */
+                        extra += 5; /* \u00XX */
         if (extra > SIZE_MAX - n - 1)
                 return -ENOMEM;
         out = malloc(n + extra + 1);
@@ -935,7 +927,7 @@ static void signature_list_done(SignatureList *l) {
                 free(l->entries[i].sig_hex);
         }
         free(l->entries);
-        *l = (SignatureList) {};
+        *l = (SignatureList){};
 }
 
 static int signature_entry_compare(const void *a, const void *b) {
@@ -945,7 +937,7 @@ static int signature_entry_compare(const void *a, const void *b) {
 
 /* Sign canonical bytes with every distinct key; entries sorted by keyid so
  * that the output does not depend on the order the keys were given in. */
-static int signature_list_make(SignatureList *l, TufPrivateKey * const *keys, size_t n_keys,
+static int signature_list_make(SignatureList *l, TufPrivateKey *const *keys, size_t n_keys,
                                const char *canonical, size_t canonical_size) {
         if (n_keys == 0)
                 return 0;
@@ -955,7 +947,7 @@ static int signature_list_make(SignatureList *l, TufPrivateKey * const *keys, si
         l->n_allocated = n_keys;
 
         for (size_t i = 0; i < n_keys; i++) {
-                _cleanup_(tuf_key_done) TufKey pub = { .type = _TUF_KEY_TYPE_INVALID };
+                _cleanup_(tuf_key_done) TufKey pub = {.type = _TUF_KEY_TYPE_INVALID};
                 _cleanup_free_ uint8_t *sig = NULL;
                 size_t sig_size = 0;
                 bool seen = false;
@@ -984,8 +976,8 @@ static int signature_list_make(SignatureList *l, TufPrivateKey * const *keys, si
         return 0;
 }
 
-int tuf_metadata_sign(const char *signed_json, size_t size, TufPrivateKey * const *keys,
-                      size_t n_keys, char **ret, size_t *ret_size) {
+int tuf_metadata_sign(const char *signed_json, size_t size, TufPrivateKey *const *keys, size_t n_keys,
+                      char **ret, size_t *ret_size) {
         _cleanup_free_ char *escaped = NULL, *canonical = NULL, *doc = NULL, *out = NULL;
         _cleanup_json_ json_t *signed_obj = NULL, *envelope = NULL, *signatures = NULL, *check = NULL;
         _cleanup_(signature_list_done) SignatureList list = {};
@@ -1017,8 +1009,8 @@ int tuf_metadata_sign(const char *signed_json, size_t size, TufPrivateKey * cons
         if (!signatures || !envelope)
                 return -ENOMEM;
         for (size_t i = 0; i < list.n; i++) {
-                json_t *s = json_pack("{s:s, s:s}", "keyid", list.entries[i].keyid,
-                                      "sig", list.entries[i].sig_hex);
+                json_t *s = json_pack("{s:s, s:s}", "keyid", list.entries[i].keyid, "sig",
+                                      list.entries[i].sig_hex);
                 if (!s || json_array_append_new(signatures, s) < 0)
                         return -ENOMEM;
         }

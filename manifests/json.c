@@ -95,8 +95,8 @@ int tuf_json_parse(const void *data, size_t size, size_t max_size, json_t **ret)
          * always validates UTF-8 and refuses trailing garbage. */
         v = json_loadb(data, size, JSON_REJECT_DUPLICATES, &error);
         if (!v) {
-                log_debug("Refusing JSON document: %s at line %d, column %d",
-                          error.text, error.line, error.column);
+                log_debug("Refusing JSON document: %s at line %d, column %d", error.text, error.line,
+                          error.column);
                 return -EPROTO;
         }
         if (!json_is_object(v))
@@ -126,7 +126,7 @@ static int buffer_reserve(Buffer *b, size_t extra) {
 
         if (extra > SIZE_MAX - b->size - 1)
                 return -ENOMEM;
-        need = b->size + extra + 1;  /* room for a terminating NUL */
+        need = b->size + extra + 1; /* room for a terminating NUL */
         if (need <= b->allocated)
                 return 0;
         n = MAX(b->allocated, (size_t) 256);
@@ -168,7 +168,7 @@ static int emit_string(Buffer *b, const char *s, size_t n) {
                 memcpy(b->data + b->size, s + start, i - start);
                 b->size += i - start;
                 b->data[b->size++] = '\\';
-                start = i;  /* the quote or backslash itself goes out with the next run */
+                start = i; /* the quote or backslash itself goes out with the next run */
         }
         memcpy(b->data + b->size, s + start, n - start);
         b->size += n - start;
@@ -209,7 +209,7 @@ static int emit_object(Buffer *b, const json_t *v, unsigned depth) {
         }
         json_object_keylen_foreach((json_t *) v, key, key_len, child) {
                 assert(i < n);
-                members[i++] = (Member) { .key = key, .key_len = key_len, .value = child };
+                members[i++] = (Member){.key = key, .key_len = key_len, .value = child};
         }
         assert(i == n);
         if (n > 1)
@@ -301,7 +301,7 @@ int tuf_json_canonical(const json_t *v, char **ret, size_t *ret_size) {
 
         r = emit_value(&b, v, 0);
         if (r >= 0)
-                r = buffer_reserve(&b, 0);  /* an empty tree still gets a NUL */
+                r = buffer_reserve(&b, 0); /* an empty tree still gets a NUL */
         if (r < 0) {
                 free(b.data);
                 return r;

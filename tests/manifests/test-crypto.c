@@ -27,47 +27,44 @@
 /* ---- golden data ----------------------------------------------------------- */
 
 #define RFC8032_1_PUBLIC "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
-#define RFC8032_1_SIG                                                         \
+#define RFC8032_1_SIG                                                            \
         "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb882" \
         "1590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
 #define RFC8032_2_PUBLIC "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
 #define RFC8032_2_MSG "\x72"
-#define RFC8032_2_SIG                                                         \
+#define RFC8032_2_SIG                                                            \
         "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1" \
         "e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
 /* The RFC 8032 test 1 secret key as PKCS#8. */
-static const char rfc8032_1_pem[] =
-        "-----BEGIN PRIVATE KEY-----\n"
-        "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n"
-        "-----END PRIVATE KEY-----\n";
+static const char rfc8032_1_pem[] = "-----BEGIN PRIVATE KEY-----\n"
+                                    "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n"
+                                    "-----END PRIVATE KEY-----\n";
 #define RFC8032_1_KEYID "74c181c7ad8a0855d4b55e44d2ba87aabdddb196832571f15f92fece332e4916"
 
 /* The message signed by the openssl CLI vectors. */
 #define GOLDEN_MSG "{\"_type\":\"targets\",\"version\":7}"
 
-static const char ec_public_pem[] =
-        "-----BEGIN PUBLIC KEY-----\n"
-        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMi+CChRbeaidK3/BhuAHnIx5jYOa\n"
-        "eG1ycuO/V17DonEPbydbxgfI3VWh6Ke0MUx8ZQdRbb3CryInSCA4fw0r4g==\n"
-        "-----END PUBLIC KEY-----\n";
-#define EC_SIG                                                                   \
+static const char ec_public_pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                                    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMi+CChRbeaidK3/BhuAHnIx5jYOa\n"
+                                    "eG1ycuO/V17DonEPbydbxgfI3VWh6Ke0MUx8ZQdRbb3CryInSCA4fw0r4g==\n"
+                                    "-----END PUBLIC KEY-----\n";
+#define EC_SIG                                                                      \
         "3045022078a7760787b5dbecf06660f1fba16946480caed9513439a09118f6b21b7246240" \
         "221009e07f3b721f9672d54b8d88e3eaf02fed69dbe75f36bcf5d15ccca5e936411d4"
 /* keyid of {"keytype":"ecdsa","keyval":{"public":ec_public_pem},"scheme":"ecdsa-sha2-nistp256"} */
 #define EC_KEYID "ed9d7ba0e90dda1747fb503a0c1849ee8fd028fccf0d4ea098f6e159bf6352b6"
 
-static const char rsa_public_pem[] =
-        "-----BEGIN PUBLIC KEY-----\n"
-        "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAraf1/KGf4WSfh36khS8S\n"
-        "NTvRZkKv8+DHkxj7pTacC2CCkbmWdcjhpCYG275lUrtruw8lDE42i6ydO4Xsmgf6\n"
-        "bTsnC02gYZsPz3iSpnmWFuSrOXB6Z81i8tTe3F3V9ifkUVMtbi8uKNs0Uhx+EzSa\n"
-        "rKvZjl2gcCz1exiKxYSGXjjNhf6rODYCx94gmUy01Xzd2pAWeYR4FFE/pxOUi1EO\n"
-        "/KewMejth0CyhPLlt297ElPtUrkX3D9OFMA0L6ebT9LxNFKemtAwbA/F1Vu7iz3x\n"
-        "MZ9/cFPZBJZKhV+3n+azawfNPdz3IgNIZWbxZ4S3XxdUDeqrhabptKBePNZ/xxxe\n"
-        "tQIDAQAB\n"
-        "-----END PUBLIC KEY-----\n";
+static const char rsa_public_pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                                     "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAraf1/KGf4WSfh36khS8S\n"
+                                     "NTvRZkKv8+DHkxj7pTacC2CCkbmWdcjhpCYG275lUrtruw8lDE42i6ydO4Xsmgf6\n"
+                                     "bTsnC02gYZsPz3iSpnmWFuSrOXB6Z81i8tTe3F3V9ifkUVMtbi8uKNs0Uhx+EzSa\n"
+                                     "rKvZjl2gcCz1exiKxYSGXjjNhf6rODYCx94gmUy01Xzd2pAWeYR4FFE/pxOUi1EO\n"
+                                     "/KewMejth0CyhPLlt297ElPtUrkX3D9OFMA0L6ebT9LxNFKemtAwbA/F1Vu7iz3x\n"
+                                     "MZ9/cFPZBJZKhV+3n+azawfNPdz3IgNIZWbxZ4S3XxdUDeqrhabptKBePNZ/xxxe\n"
+                                     "tQIDAQAB\n"
+                                     "-----END PUBLIC KEY-----\n";
 /* Salt length 32 (what securesystemslib and we sign with). */
-#define RSA_SIG_DIGEST_SALT                                                      \
+#define RSA_SIG_DIGEST_SALT                                                          \
         "2aff87417b4cd3fa8a062e1f394214d2a77b8ba6373d8c5847eb209650542ce427c981167a" \
         "a285aa281247760c887aac6bded6c4eabd355b403dd9a760adb5561bc390eb9f8fe7ba7722" \
         "9029cc09eeea3befc7ea8edb180941bca1650f458e6c8b5905d98caa4b672e1c8f4b010480" \
@@ -76,7 +73,7 @@ static const char rsa_public_pem[] =
         "2b38b0e1bb7e5662ccee39630749370652416f3ffaa8298f8d2ede97e015c512b2e8b505e1" \
         "86dc9f9932fef48d7a3398535700e77362ac43d4d53a9933ac3d811f8431706c19e5"
 /* Maximal salt length (Node's default when signing). */
-#define RSA_SIG_MAX_SALT                                                         \
+#define RSA_SIG_MAX_SALT                                                             \
         "1eed9f0c701d9f3cf8911023b5834b609ca13ee9fa991ee41762f931cb436b826043099f82" \
         "ec950f2bca782806f23147b927ceafb0a640178d155e2f638a25971634b36ff797e1dbdb8d" \
         "919de42547027c1b31f18ecd5d14316f776557942d0805be81be3ba297bdd886aec8a78338" \
@@ -85,65 +82,60 @@ static const char rsa_public_pem[] =
         "74c47c45e1a8018e3ad5e96af4fde265521aa8e3d3a8581ddafc720b3980330cf1bb15cde5" \
         "da66f80b073417c2e2cefc0ea92106191f2c6659c28d6fab36e7be249111b4b042ac"
 /* The private half of rsa_public_pem (PKCS#8, as openssl genpkey wrote it). */
-static const char rsa_private_pem[] =
-        "-----BEGIN PRIVATE KEY-----\n"
-        "MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCtp/X8oZ/hZJ+H\n"
-        "fqSFLxI1O9FmQq/z4MeTGPulNpwLYIKRuZZ1yOGkJgbbvmVSu2u7DyUMTjaLrJ07\n"
-        "heyaB/ptOycLTaBhmw/PeJKmeZYW5Ks5cHpnzWLy1N7cXdX2J+RRUy1uLy4o2zRS\n"
-        "HH4TNJqsq9mOXaBwLPV7GIrFhIZeOM2F/qs4NgLH3iCZTLTVfN3akBZ5hHgUUT+n\n"
-        "E5SLUQ78p7Ax6O2HQLKE8uW3b3sSU+1SuRfcP04UwDQvp5tP0vE0Up6a0DBsD8XV\n"
-        "W7uLPfExn39wU9kElkqFX7ef5rNrB8093PciA0hlZvFnhLdfF1QN6quFpum0oF48\n"
-        "1n/HHF61AgMBAAECggEACNyv9H8JCjcY3xDK85MF4lqVoprXoOIBPVQCj5lcWEZK\n"
-        "E4a9k3A3d6mLIw6x3Al9g3PP57NcHD+oXH/Gpcuvb4Cbyvtgqmp/4Y4dKcq9qphr\n"
-        "1ogTbxWvrYXIg8V0JFY/1BijEmLs/5/EKUaT9oXyOMqiVR4ZEHBy7J/BgTf0pX06\n"
-        "Fk4vfG3Ei78+RdqU6f52XlgoCkpvz5b7/ygdB9xCsCHB5UgKCTeAy74n9jaWfKLJ\n"
-        "YyPRFDy90fOPwVbO7vuVpkyQWf7mv9BjFn27zyWaajwhCeaAQRPAS5EhXZxr8tJv\n"
-        "Qb7ClWp5Yk//Ul/c/LQwpG/RWqrxvIDfDZhASOHcBwKBgQDVOqSi3ooQZWBSJxpF\n"
-        "SQjcsXAVRxcpHSrKPgGrFEyjBtIQ9KfiXC097Aisv0yfNrUf8BvRTivjnk0abcrd\n"
-        "7gKi6BSyLZ+4wpTiWQkZKaaiwKmN2suJy1IzNpOkiogWKVuoBQYKriDjt9WHxbyj\n"
-        "b+cGYtb0KkzmcBLS/xfyJbR3UwKBgQDQfTy7feVHpzSXSfwH8O0RmBKx5uFXOugv\n"
-        "Dlt+iRj4T6mbfFS6s4zaRELrvy8XKXuDkIZfUA0O8KkWFz3kF0JE5FFQ2N3lfE8T\n"
-        "Ln3bwoB931VLydjSTHCSmFx6qq8iMa8MSxgJfMwYnCnWwTBDp3QrybxblQrpjZsC\n"
-        "4aOef4Y41wKBgGQlEsXbtwRUWJS9AL2hu6PLQlT7+oi4xiwOS0JKWmQHBAoqnd7W\n"
-        "Y/k9LiXUAuyUCSVi4+29xSc2ZggPoMPy0RIp5e55NxbTbJGSN4+13Cl8SyXwqL+i\n"
-        "2oxrCZSx65BdBEs5cMj7Vz8cTBFkcWBhYiPBsCsk4tEnue+XF2wHAWc5AoGAYxYS\n"
-        "Rh14WYyK/xgHcxK66PC4edp74EQ70xlkvIeV2XWq6x20+yKYX6evknFDhSOO8yE9\n"
-        "65CVFDOmeLxFCuFO+oT0bJMVKprgzgH7iPUwsiHxXNqqdJAltFY7JYV3RK4OPq51\n"
-        "1xR7v3qAm/Mm6BBustzm6zOzgvps4Hqyk4KSHPMCgYAJ9GnQMEJZMUqBLXLR72Sc\n"
-        "Vda9/7/jlanvmHnNSJpqSDT/JdpkgPogZTD+hLzE5SV0XPYCVHFMaY6s6yb/qcgY\n"
-        "FjMoRixtMojmUsCV/B8pgDTwfxlM40CZpZUePkcUREsY5X4vl0Konoxf/gVeCVkS\n"
-        "5o9oLPHxiJpaM0t34nOQSQ==\n"
-        "-----END PRIVATE KEY-----\n";
+static const char rsa_private_pem[] = "-----BEGIN PRIVATE KEY-----\n"
+                                      "MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCtp/X8oZ/hZJ+H\n"
+                                      "fqSFLxI1O9FmQq/z4MeTGPulNpwLYIKRuZZ1yOGkJgbbvmVSu2u7DyUMTjaLrJ07\n"
+                                      "heyaB/ptOycLTaBhmw/PeJKmeZYW5Ks5cHpnzWLy1N7cXdX2J+RRUy1uLy4o2zRS\n"
+                                      "HH4TNJqsq9mOXaBwLPV7GIrFhIZeOM2F/qs4NgLH3iCZTLTVfN3akBZ5hHgUUT+n\n"
+                                      "E5SLUQ78p7Ax6O2HQLKE8uW3b3sSU+1SuRfcP04UwDQvp5tP0vE0Up6a0DBsD8XV\n"
+                                      "W7uLPfExn39wU9kElkqFX7ef5rNrB8093PciA0hlZvFnhLdfF1QN6quFpum0oF48\n"
+                                      "1n/HHF61AgMBAAECggEACNyv9H8JCjcY3xDK85MF4lqVoprXoOIBPVQCj5lcWEZK\n"
+                                      "E4a9k3A3d6mLIw6x3Al9g3PP57NcHD+oXH/Gpcuvb4Cbyvtgqmp/4Y4dKcq9qphr\n"
+                                      "1ogTbxWvrYXIg8V0JFY/1BijEmLs/5/EKUaT9oXyOMqiVR4ZEHBy7J/BgTf0pX06\n"
+                                      "Fk4vfG3Ei78+RdqU6f52XlgoCkpvz5b7/ygdB9xCsCHB5UgKCTeAy74n9jaWfKLJ\n"
+                                      "YyPRFDy90fOPwVbO7vuVpkyQWf7mv9BjFn27zyWaajwhCeaAQRPAS5EhXZxr8tJv\n"
+                                      "Qb7ClWp5Yk//Ul/c/LQwpG/RWqrxvIDfDZhASOHcBwKBgQDVOqSi3ooQZWBSJxpF\n"
+                                      "SQjcsXAVRxcpHSrKPgGrFEyjBtIQ9KfiXC097Aisv0yfNrUf8BvRTivjnk0abcrd\n"
+                                      "7gKi6BSyLZ+4wpTiWQkZKaaiwKmN2suJy1IzNpOkiogWKVuoBQYKriDjt9WHxbyj\n"
+                                      "b+cGYtb0KkzmcBLS/xfyJbR3UwKBgQDQfTy7feVHpzSXSfwH8O0RmBKx5uFXOugv\n"
+                                      "Dlt+iRj4T6mbfFS6s4zaRELrvy8XKXuDkIZfUA0O8KkWFz3kF0JE5FFQ2N3lfE8T\n"
+                                      "Ln3bwoB931VLydjSTHCSmFx6qq8iMa8MSxgJfMwYnCnWwTBDp3QrybxblQrpjZsC\n"
+                                      "4aOef4Y41wKBgGQlEsXbtwRUWJS9AL2hu6PLQlT7+oi4xiwOS0JKWmQHBAoqnd7W\n"
+                                      "Y/k9LiXUAuyUCSVi4+29xSc2ZggPoMPy0RIp5e55NxbTbJGSN4+13Cl8SyXwqL+i\n"
+                                      "2oxrCZSx65BdBEs5cMj7Vz8cTBFkcWBhYiPBsCsk4tEnue+XF2wHAWc5AoGAYxYS\n"
+                                      "Rh14WYyK/xgHcxK66PC4edp74EQ70xlkvIeV2XWq6x20+yKYX6evknFDhSOO8yE9\n"
+                                      "65CVFDOmeLxFCuFO+oT0bJMVKprgzgH7iPUwsiHxXNqqdJAltFY7JYV3RK4OPq51\n"
+                                      "1xR7v3qAm/Mm6BBustzm6zOzgvps4Hqyk4KSHPMCgYAJ9GnQMEJZMUqBLXLR72Sc\n"
+                                      "Vda9/7/jlanvmHnNSJpqSDT/JdpkgPogZTD+hLzE5SV0XPYCVHFMaY6s6yb/qcgY\n"
+                                      "FjMoRixtMojmUsCV/B8pgDTwfxlM40CZpZUePkcUREsY5X4vl0Konoxf/gVeCVkS\n"
+                                      "5o9oLPHxiJpaM0t34nOQSQ==\n"
+                                      "-----END PRIVATE KEY-----\n";
 
 /* Keys we must refuse for the declared schemes. */
-static const char p384_public_pem[] =
-        "-----BEGIN PUBLIC KEY-----\n"
-        "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEkG16oy4Wf47PHEBhR4IqKbtP/LL0LBou\n"
-        "5j/KVcrz32OxgeveYor+HEKNkO1bVzNnHuQQXOAFX00dQVknc3J8rnv4xXvJzr6U\n"
-        "rSO0BbzKPytUso7ZRe/GacibeuLjyZLF\n"
-        "-----END PUBLIC KEY-----\n";
-static const char p384_private_pem[] =
-        "-----BEGIN PRIVATE KEY-----\n"
-        "MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDCCyaRAkpeYI5fTUxWF\n"
-        "WMSAMfumGhQ+tPW0eHLdk+47HN/e6CbcLfJotlgWYn20g1GhZANiAASQbXqjLhZ/\n"
-        "js8cQGFHgiopu0/8svQsGi7mP8pVyvPfY7GB695iiv4cQo2Q7VtXM2ce5BBc4AVf\n"
-        "TR1BWSdzcnyue/jFe8nOvpStI7QFvMo/K1SyjtlF78ZpyJt64uPJksU=\n"
-        "-----END PRIVATE KEY-----\n";
-static const char rsa1024_public_pem[] =
-        "-----BEGIN PUBLIC KEY-----\n"
-        "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC2MUldE8GZcgYuqnDjCX5LKAqT\n"
-        "rre+CMxymcbCGz1Vu5pml/fHMZxIgGa991V9FwawXbpdDM2t3RinRZihOpyZUuts\n"
-        "onqqASe0+K0Sle3ltgf6D0c6ehQgAiScyPNUKsw39ZN7zLVtBQHD9+PC5u1XPULy\n"
-        "hVsNHXcm220cf0ChVwIDAQAB\n"
-        "-----END PUBLIC KEY-----\n";
+static const char p384_public_pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                                      "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEkG16oy4Wf47PHEBhR4IqKbtP/LL0LBou\n"
+                                      "5j/KVcrz32OxgeveYor+HEKNkO1bVzNnHuQQXOAFX00dQVknc3J8rnv4xXvJzr6U\n"
+                                      "rSO0BbzKPytUso7ZRe/GacibeuLjyZLF\n"
+                                      "-----END PUBLIC KEY-----\n";
+static const char p384_private_pem[] = "-----BEGIN PRIVATE KEY-----\n"
+                                       "MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDCCyaRAkpeYI5fTUxWF\n"
+                                       "WMSAMfumGhQ+tPW0eHLdk+47HN/e6CbcLfJotlgWYn20g1GhZANiAASQbXqjLhZ/\n"
+                                       "js8cQGFHgiopu0/8svQsGi7mP8pVyvPfY7GB695iiv4cQo2Q7VtXM2ce5BBc4AVf\n"
+                                       "TR1BWSdzcnyue/jFe8nOvpStI7QFvMo/K1SyjtlF78ZpyJt64uPJksU=\n"
+                                       "-----END PRIVATE KEY-----\n";
+static const char rsa1024_public_pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                                         "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC2MUldE8GZcgYuqnDjCX5LKAqT\n"
+                                         "rre+CMxymcbCGz1Vu5pml/fHMZxIgGa991V9FwawXbpdDM2t3RinRZihOpyZUuts\n"
+                                         "onqqASe0+K0Sle3ltgf6D0c6ehQgAiScyPNUKsw39ZN7zLVtBQHD9+PC5u1XPULy\n"
+                                         "hVsNHXcm220cf0ChVwIDAQAB\n"
+                                         "-----END PUBLIC KEY-----\n";
 /* rfc8032_1_pem encrypted with a passphrase: must be refused, never prompted for. */
-static const char encrypted_pem[] =
-        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
-        "MIGbMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAhTpbSw8QRvSAICCAAw\n"
-        "DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEELGkgrDswOdwBYanOyb5nlEEQPdl\n"
-        "rjvxXf0Zrdb8JxB23m+QxAglNPFp//WUuhHopqPN9P4hBzSDg+wkQaXKQN9Lh1aC\n"
-        "PF+ULRDGiD+kEVD9LsY=\n"
-        "-----END ENCRYPTED PRIVATE KEY-----\n";
+static const char encrypted_pem[] = "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+                                    "MIGbMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAhTpbSw8QRvSAICCAAw\n"
+                                    "DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEELGkgrDswOdwBYanOyb5nlEEQPdl\n"
+                                    "rjvxXf0Zrdb8JxB23m+QxAglNPFp//WUuhHopqPN9P4hBzSDg+wkQaXKQN9Lh1aC\n"
+                                    "PF+ULRDGiD+kEVD9LsY=\n"
+                                    "-----END ENCRYPTED PRIVATE KEY-----\n";
 
 /* A root document signed by tuf_metadata_sign() with rfc8032_1_pem (given
  * twice: one signature), accepted by @tufjs/models. Ed25519 is deterministic,
@@ -242,8 +234,9 @@ START_TEST(test_key_from_json) {
         _cleanup_(tuf_key_done) TufKey k = {};
         _cleanup_json_ json_t *back = NULL;
         _cleanup_free_ char *c1 = NULL, *keyid = NULL;
-        const char *text = "{\"keytype\":\"ed25519\",\"scheme\":\"ed25519\",\"keyval\":{\"public\":\""
-                RFC8032_1_PUBLIC "\"},\"keyid_hash_algorithms\":[\"sha256\",\"sha512\"]}";
+        const char *text =
+                "{\"keytype\":\"ed25519\",\"scheme\":\"ed25519\",\"keyval\":{\"public\":\"" RFC8032_1_PUBLIC
+                "\"},\"keyid_hash_algorithms\":[\"sha256\",\"sha512\"]}";
 
         ck_assert_int_eq(key_from_text(text, &k), 0);
         ck_assert_str_eq(k.keyid, "abcd");
@@ -268,8 +261,8 @@ START_TEST(test_key_from_json_types) {
         TufKey k = {};
 
         /* Both spellings of the ECDSA key type; the string is kept verbatim. */
-        o = json_pack("{s:s,s:s,s:{s:s}}", "keytype", "ecdsa", "scheme", "ecdsa-sha2-nistp256",
-                      "keyval", "public", ec_public_pem);
+        o = json_pack("{s:s,s:s,s:{s:s}}", "keytype", "ecdsa", "scheme", "ecdsa-sha2-nistp256", "keyval",
+                      "public", ec_public_pem);
         ck_assert_int_eq(tuf_key_from_json(EC_KEYID, o, &k), 0);
         ck_assert_int_eq(k.type, TUF_KEY_ECDSA_P256);
         ck_assert_str_eq(k.keytype, "ecdsa");
@@ -287,8 +280,8 @@ START_TEST(test_key_from_json_types) {
         tuf_key_done(&k);
         json_decref(o);
 
-        o = json_pack("{s:s,s:s,s:{s:s}}", "keytype", "rsa", "scheme", "rsassa-pss-sha256",
-                      "keyval", "public", rsa_public_pem);
+        o = json_pack("{s:s,s:s,s:{s:s}}", "keytype", "rsa", "scheme", "rsassa-pss-sha256", "keyval",
+                      "public", rsa_public_pem);
         ck_assert_int_eq(tuf_key_from_json("ab", o, &k), 0);
         ck_assert_int_eq(k.type, TUF_KEY_RSA_PSS_SHA256);
         tuf_key_done(&k);
@@ -301,13 +294,21 @@ START_TEST(test_key_from_json_refused) {
 
         /* Unknown key types and schemes: the caller skips such keys. */
         ck_assert_int_eq(key_from_text("{\"keytype\":\"sphincs\",\"scheme\":\"sphincs-shake-128s\","
-                                       "\"keyval\":{\"public\":\"00\"}}", &k), -EOPNOTSUPP);
+                                       "\"keyval\":{\"public\":\"00\"}}",
+                                       &k),
+                         -EOPNOTSUPP);
         ck_assert_int_eq(key_from_text("{\"keytype\":\"rsa\",\"scheme\":\"rsa-pkcs1v15-sha256\","
-                                       "\"keyval\":{\"public\":\"x\"}}", &k), -EOPNOTSUPP);
+                                       "\"keyval\":{\"public\":\"x\"}}",
+                                       &k),
+                         -EOPNOTSUPP);
         ck_assert_int_eq(key_from_text("{\"keytype\":\"rsa\",\"scheme\":\"ed25519\","
-                                       "\"keyval\":{\"public\":\"x\"}}", &k), -EOPNOTSUPP);
+                                       "\"keyval\":{\"public\":\"x\"}}",
+                                       &k),
+                         -EOPNOTSUPP);
         ck_assert_int_eq(key_from_text("{\"keytype\":\"ecdsa\",\"scheme\":\"ecdsa-sha2-nistp384\","
-                                       "\"keyval\":{\"public\":\"x\"}}", &k), -EOPNOTSUPP);
+                                       "\"keyval\":{\"public\":\"x\"}}",
+                                       &k),
+                         -EOPNOTSUPP);
         /* An unknown type may shape keyval its own way: still only unsupported. */
         ck_assert_int_eq(key_from_text("{\"keytype\":\"x\",\"scheme\":\"y\",\"keyval\":{\"q\":1}}", &k),
                          -EOPNOTSUPP);
@@ -316,12 +317,19 @@ START_TEST(test_key_from_json_refused) {
         ck_assert_int_eq(key_from_text("{\"keytype\":\"ed25519\",\"scheme\":\"ed25519\",\"keyval\":{}}", &k),
                          -EPROTO);
         ck_assert_int_eq(key_from_text("{\"keytype\":\"ed25519\",\"scheme\":\"ed25519\","
-                                       "\"keyval\":{\"public\":7}}", &k), -EPROTO);
+                                       "\"keyval\":{\"public\":7}}",
+                                       &k),
+                         -EPROTO);
         ck_assert_int_eq(key_from_text("{\"keytype\":\"ed25519\",\"scheme\":\"ed25519\","
-                                       "\"keyval\":{\"public\":\"\"}}", &k), -EPROTO);
+                                       "\"keyval\":{\"public\":\"\"}}",
+                                       &k),
+                         -EPROTO);
         ck_assert_int_eq(key_from_text("{\"keytype\":1,\"scheme\":\"ed25519\","
-                                       "\"keyval\":{\"public\":\"00\"}}", &k), -EPROTO);
-        ck_assert_int_eq(key_from_text("{\"scheme\":\"ed25519\",\"keyval\":{\"public\":\"00\"}}", &k), -EPROTO);
+                                       "\"keyval\":{\"public\":\"00\"}}",
+                                       &k),
+                         -EPROTO);
+        ck_assert_int_eq(key_from_text("{\"scheme\":\"ed25519\",\"keyval\":{\"public\":\"00\"}}", &k),
+                         -EPROTO);
         ck_assert_ptr_null(k.public);
 }
 END_TEST
@@ -378,7 +386,7 @@ START_TEST(test_ecdsa_golden) {
         sig[8] ^= 0x40;
         ck_assert_int_eq(tuf_key_verify(&k, GOLDEN_MSG, STRLEN(GOLDEN_MSG), sig, sig_size), -EBADMSG);
         sig[8] ^= 0x40;
-        sig[1] ^= 0x01;  /* the SEQUENCE length */
+        sig[1] ^= 0x01; /* the SEQUENCE length */
         ck_assert_int_eq(tuf_key_verify(&k, GOLDEN_MSG, STRLEN(GOLDEN_MSG), sig, sig_size), -EBADMSG);
         ck_assert_int_eq(tuf_key_verify(&k, GOLDEN_MSG, STRLEN(GOLDEN_MSG), "", 0), -EBADMSG);
 }
@@ -423,21 +431,25 @@ START_TEST(test_malformed_public_keys) {
                 TufKeyType type;
                 const char *keytype, *public;
         } cases[] = {
-                { TUF_KEY_ED25519, "ed25519", "zz5a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a" },
-                { TUF_KEY_ED25519, "ed25519", "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f70751" },
-                { TUF_KEY_ED25519, "ed25519", RFC8032_1_PUBLIC "00" },
-                { TUF_KEY_ED25519, "ed25519", ec_public_pem },
-                { TUF_KEY_ECDSA_P256, "ecdsa", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n" },
-                { TUF_KEY_ECDSA_P256, "ecdsa", RFC8032_1_PUBLIC },
-                { TUF_KEY_ECDSA_P256, "ecdsa", rsa_public_pem },      /* not an EC key */
-                { TUF_KEY_ECDSA_P256, "ecdsa", p384_public_pem },     /* not P-256 */
-                { TUF_KEY_RSA_PSS_SHA256, "rsa", ec_public_pem },     /* not RSA */
-                { TUF_KEY_RSA_PSS_SHA256, "rsa", rsa1024_public_pem }, /* too small */
-                { TUF_KEY_RSA_PSS_SHA256, "rsa", "garbage" },
+                {TUF_KEY_ED25519, "ed25519",
+                 "zz5a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"},
+                {TUF_KEY_ED25519, "ed25519",
+                 "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f70751"},
+                {TUF_KEY_ED25519, "ed25519", RFC8032_1_PUBLIC "00"},
+                {TUF_KEY_ED25519, "ed25519", ec_public_pem},
+                {TUF_KEY_ECDSA_P256, "ecdsa",
+                 "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"},
+                {TUF_KEY_ECDSA_P256, "ecdsa", RFC8032_1_PUBLIC},
+                {TUF_KEY_ECDSA_P256, "ecdsa", rsa_public_pem},       /* not an EC key */
+                {TUF_KEY_ECDSA_P256, "ecdsa", p384_public_pem},      /* not P-256 */
+                {TUF_KEY_RSA_PSS_SHA256, "rsa", ec_public_pem},      /* not RSA */
+                {TUF_KEY_RSA_PSS_SHA256, "rsa", rsa1024_public_pem}, /* too small */
+                {TUF_KEY_RSA_PSS_SHA256, "rsa", "garbage"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_(tuf_key_done) TufKey k = make_key(cases[i].type, cases[i].keytype, cases[i].public);
+                _cleanup_(tuf_key_done) TufKey k =
+                        make_key(cases[i].type, cases[i].keytype, cases[i].public);
                 ck_assert_msg(verify_hex(&k, GOLDEN_MSG, STRLEN(GOLDEN_MSG), EC_SIG) == -EKEYREJECTED,
                               "case %zu not rejected", i);
         }
@@ -446,11 +458,13 @@ END_TEST
 
 START_TEST(test_same_material) {
         _cleanup_(tuf_key_done) TufKey a = make_key(TUF_KEY_ED25519, "ed25519", RFC8032_1_PUBLIC);
-        _cleanup_(tuf_key_done) TufKey a_upper = make_key(TUF_KEY_ED25519, "ed25519",
-                "D75A980182B10AB7D54BFED3C964073A0EE172F3DAA62325AF021A68F707511A");
+        _cleanup_(tuf_key_done) TufKey a_upper =
+                make_key(TUF_KEY_ED25519, "ed25519",
+                         "D75A980182B10AB7D54BFED3C964073A0EE172F3DAA62325AF021A68F707511A");
         _cleanup_(tuf_key_done) TufKey b = make_key(TUF_KEY_ED25519, "ed25519", RFC8032_2_PUBLIC);
         _cleanup_(tuf_key_done) TufKey e1 = make_key(TUF_KEY_ECDSA_P256, "ecdsa", ec_public_pem);
-        _cleanup_(tuf_key_done) TufKey e2 = make_key(TUF_KEY_ECDSA_P256, "ecdsa-sha2-nistp256", ec_public_pem);
+        _cleanup_(tuf_key_done) TufKey e2 =
+                make_key(TUF_KEY_ECDSA_P256, "ecdsa-sha2-nistp256", ec_public_pem);
         _cleanup_(tuf_key_done) TufKey r = make_key(TUF_KEY_RSA_PSS_SHA256, "rsa", rsa_public_pem);
         _cleanup_free_ char *rewrapped = NULL;
         char *p;
@@ -515,7 +529,8 @@ static void check_generated(TufKeyType type, const char *keytype) {
         /* Wrong key: another key of the same type (the RSA one is fixed, as
          * generating RSA-3072 keys is slow). */
         if (type == TUF_KEY_RSA_PSS_SHA256)
-                ck_assert_int_eq(tuf_private_key_from_pem(rsa_private_pem, strlen(rsa_private_pem), &other), 0);
+                ck_assert_int_eq(tuf_private_key_from_pem(rsa_private_pem, strlen(rsa_private_pem), &other),
+                                 0);
         else
                 ck_assert_int_eq(tuf_private_key_generate(type, &other), 0);
         ck_assert_int_eq(tuf_private_key_public(other, &other_pub), 0);
@@ -562,7 +577,7 @@ static void check_pem_round_trip(TufKeyType type) {
         ck_assert_int_eq(tuf_private_key_public(k, &pub), 0);
         ck_assert_int_eq(tuf_private_key_to_pem(k, &pem, &pem_size), 0);
         ck_assert_uint_eq(strlen(pem), pem_size);
-        ck_assert(strneq(pem, "-----BEGIN PRIVATE KEY-----\n", 28));  /* PKCS#8, unencrypted */
+        ck_assert(strneq(pem, "-----BEGIN PRIVATE KEY-----\n", 28)); /* PKCS#8, unencrypted */
 
         /* Through a file, as oob-repo stores it. */
         path = path_join(tmpdir, "key.pem");
@@ -633,7 +648,8 @@ START_TEST(test_pem_refused) {
         /* Encrypted: refused, and no passphrase prompt (stdin is not read). */
         ck_assert_int_eq(tuf_private_key_from_pem(encrypted_pem, strlen(encrypted_pem), &k), -EPROTO);
         /* A valid key of a curve we do not sign with. */
-        ck_assert_int_eq(tuf_private_key_from_pem(p384_private_pem, strlen(p384_private_pem), &k), -EOPNOTSUPP);
+        ck_assert_int_eq(tuf_private_key_from_pem(p384_private_pem, strlen(p384_private_pem), &k),
+                         -EOPNOTSUPP);
         ck_assert_ptr_null(k);
 }
 END_TEST
@@ -641,7 +657,7 @@ END_TEST
 /* ---- hashes ---------------------------------------------------------------- */
 
 #define ABC_SHA256 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-#define ABC_SHA512                                                               \
+#define ABC_SHA512                                                                   \
         "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a27" \
         "4fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
 
@@ -710,23 +726,23 @@ START_TEST(test_hasher) {
         ck_assert_int_eq(tuf_hasher_verify(h, n, &expected), -EINVAL);
         h = tuf_hasher_free(h);
 
-#define CHECK(len, exp, result)                                               \
-        do {                                                                  \
-                ck_assert_int_eq(tuf_hasher_new(&h), 0);                      \
-                ck_assert_int_eq(tuf_hasher_update(h, data, (len)), 0);       \
-                ck_assert_int_eq(tuf_hasher_verify(h, n, (exp)), (result));   \
-                h = tuf_hasher_free(h);                                       \
+#define CHECK(len, exp, result)                                             \
+        do {                                                                \
+                ck_assert_int_eq(tuf_hasher_new(&h), 0);                    \
+                ck_assert_int_eq(tuf_hasher_update(h, data, (len)), 0);     \
+                ck_assert_int_eq(tuf_hasher_verify(h, n, (exp)), (result)); \
+                h = tuf_hasher_free(h);                                     \
         } while (0)
 
         CHECK(n, &only256, 0);
         CHECK(n, &only512, 0);
-        CHECK(n + 1, &expected, -EFBIG);      /* more than the signed length */
-        CHECK(n - 1, &expected, -EBADMSG);    /* less than the signed length */
+        CHECK(n + 1, &expected, -EFBIG);   /* more than the signed length */
+        CHECK(n - 1, &expected, -EBADMSG); /* less than the signed length */
         only256.sha256[0] ^= 0x80;
         CHECK(n, &only256, -EBADMSG);
         only512.sha512[31] ^= 0x01;
         CHECK(n, &only512, -EBADMSG);
-        expected.sha512[0] ^= 0x01;           /* sha256 right, sha512 wrong */
+        expected.sha512[0] ^= 0x01; /* sha256 right, sha512 wrong */
         CHECK(n, &expected, -EBADMSG);
         expected.has_sha256 = expected.has_sha512 = false;
         CHECK(n, &expected, -EOPNOTSUPP);
@@ -750,7 +766,7 @@ START_TEST(test_hashes_json) {
         json_decref(TAKE_PTR(o));
 
         /* Only sha512; upper-case hex is accepted. */
-        h = (TufHashes) {};
+        h = (TufHashes){};
         o = parse("{\"sha512\":\"DDAF35A193617ABACC417349AE20413112E6FA4E89A97EA20A9EEEE64B55D39A2192992A27"
                   "4FC1A836BA3C23A3FEEBBD454D4423643CE80E2A9AC94FA54CA49F\"}");
         ck_assert_int_eq(tuf_hashes_from_json(o, &h), 0);
@@ -758,18 +774,19 @@ START_TEST(test_hashes_json) {
         ck_assert_int_eq(tuf_hashes_verify(&h, "abc", 3), 0);
         json_decref(TAKE_PTR(o));
 
-#define REFUSED(text, error)                                                  \
-        do {                                                                  \
-                o = parse(text);                                              \
-                ck_assert_int_eq(tuf_hashes_from_json(o, &h), (error));       \
-                json_decref(TAKE_PTR(o));                                     \
+#define REFUSED(text, error)                                            \
+        do {                                                            \
+                o = parse(text);                                        \
+                ck_assert_int_eq(tuf_hashes_from_json(o, &h), (error)); \
+                json_decref(TAKE_PTR(o));                               \
         } while (0)
 
         REFUSED("{\"md5\":\"900150983cd24fb0d6963f7d28e17f72\"}", -EOPNOTSUPP);
         REFUSED("{}", -EOPNOTSUPP);
         REFUSED("{\"sha256\":\"ba7816bf\"}", -EPROTO);
         REFUSED("{\"sha256\":\"" ABC_SHA256 "00\"}", -EPROTO);
-        REFUSED("{\"sha256\":\"zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"}", -EPROTO);
+        REFUSED("{\"sha256\":\"zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"}",
+                -EPROTO);
         REFUSED("{\"sha256\":42}", -EPROTO);
         REFUSED("{\"sha256\":\"" ABC_SHA256 "\",\"sha512\":\"" ABC_SHA256 "\"}", -EPROTO);
         REFUSED("{\"h\":[\"sha256\"]}", -EOPNOTSUPP);
@@ -823,9 +840,10 @@ START_TEST(test_metadata_sign) {
         ck_assert_int_eq(tuf_private_key_public(rsa, &rsa_pub), 0);
 
         /* Five keys given, three distinct: three signatures, sorted by keyid. */
-        TufPrivateKey *keys[] = { rsa, ed, ec, ed, rsa };
-        ck_assert_int_eq(tuf_metadata_sign(signed_json, strlen(signed_json), keys, ELEMENTSOF(keys),
-                                           &doc, &doc_size), 0);
+        TufPrivateKey *keys[] = {rsa, ed, ec, ed, rsa};
+        ck_assert_int_eq(
+                tuf_metadata_sign(signed_json, strlen(signed_json), keys, ELEMENTSOF(keys), &doc, &doc_size),
+                0);
         ck_assert_uint_eq(strlen(doc), doc_size);
         signed_back = envelope_signed(doc, doc_size, &sigs);
         ck_assert_str_eq(signed_back, signed_json);
@@ -835,9 +853,10 @@ START_TEST(test_metadata_sign) {
                 json_t *s = json_array_get(sigs, i);
                 const char *keyid = json_string_value(json_object_get(s, "keyid"));
                 const char *hex = json_string_value(json_object_get(s, "sig"));
-                const TufKey *k = streq(keyid, ed_pub.keyid) ? &ed_pub :
-                                  streq(keyid, ec_pub.keyid) ? &ec_pub :
-                                  streq(keyid, rsa_pub.keyid) ? &rsa_pub : NULL;
+                const TufKey *k = streq(keyid, ed_pub.keyid)    ? &ed_pub
+                                  : streq(keyid, ec_pub.keyid)  ? &ec_pub
+                                  : streq(keyid, rsa_pub.keyid) ? &rsa_pub
+                                                                : NULL;
 
                 ck_assert_uint_eq(json_object_size(s), 2);
                 ck_assert_ptr_nonnull(k);
@@ -876,12 +895,14 @@ START_TEST(test_metadata_sign_golden) {
         /* ...its signature verifies... */
         ck_assert_uint_eq(json_array_size(sigs), 1);
         ck_assert_int_eq(verify_hex(&pub, signed_canonical, strlen(signed_canonical),
-                                    json_string_value(json_object_get(json_array_get(sigs, 0), "sig"))), 0);
+                                    json_string_value(json_object_get(json_array_get(sigs, 0), "sig"))),
+                         0);
 
         /* ...and signing the same bytes again gives the document byte for byte,
          * raw control bytes in "signed" escaped so that it is valid JSON. */
-        TufPrivateKey *keys[] = { k, k };
-        ck_assert_int_eq(tuf_metadata_sign(signed_canonical, strlen(signed_canonical), keys, 2, &doc, &doc_size), 0);
+        TufPrivateKey *keys[] = {k, k};
+        ck_assert_int_eq(
+                tuf_metadata_sign(signed_canonical, strlen(signed_canonical), keys, 2, &doc, &doc_size), 0);
         ck_assert_uint_eq(doc_size, strlen(golden_root));
         ck_assert_str_eq(doc, golden_root);
 }
@@ -892,7 +913,7 @@ START_TEST(test_metadata_sign_refused) {
         char *doc = NULL;
 
         ck_assert_int_eq(tuf_private_key_from_pem(rfc8032_1_pem, strlen(rfc8032_1_pem), &k), 0);
-        TufPrivateKey *keys[] = { k };
+        TufPrivateKey *keys[] = {k};
         ck_assert_int_eq(tuf_metadata_sign("[1,2]", 5, keys, 1, &doc, NULL), -EPROTO);
         ck_assert_int_eq(tuf_metadata_sign("{\"a\":1.5}", 9, keys, 1, &doc, NULL), -EPROTO);
         ck_assert_int_eq(tuf_metadata_sign("{\"a\":", 5, keys, 1, &doc, NULL), -EPROTO);

@@ -41,15 +41,17 @@ START_TEST(test_canonical_golden) {
         ASSERT_CANONICAL("{\"b\":1,\"a\":[true,null,\"x\\\"y\\\\z\"],\"\\u00e9\":\"\\n\"}",
                          "{\"a\":[true,null,\"x\\\"y\\\\z\"],\"b\":1,\"\xc3\xa9\":\"\n\"}");
         /* Same bytes whichever way the input spelled the characters. */
-        ASSERT_CANONICAL("{ \"\xc3\xa9\" : \"\\u000a\" ,\n \"b\" : 1 , \"a\" : [ true , null , \"x\\\"y\\\\z\" ] }",
-                         "{\"a\":[true,null,\"x\\\"y\\\\z\"],\"b\":1,\"\xc3\xa9\":\"\n\"}");
+        ASSERT_CANONICAL(
+                "{ \"\xc3\xa9\" : \"\\u000a\" ,\n \"b\" : 1 , \"a\" : [ true , null , \"x\\\"y\\\\z\" ] }",
+                "{\"a\":[true,null,\"x\\\"y\\\\z\"],\"b\":1,\"\xc3\xa9\":\"\n\"}");
         /* Cross-checked with tuf-js: empty key first, prefixes before longer
          * keys, UTF-8 after ASCII, nested and empty containers, control
          * bytes raw, '/', '<', '&' and '\'' untouched. */
-        ASSERT_CANONICAL("{\"z\":{\"y\":{},\"x\":[]},\"n\":-42,\"m\":[[],{}],\"\":\"empty\",\"aa\":0,"
-                         "\"a\":9007199254740991,\"\\u00fc\":\"\\u0001\\u001f\\/<>&'\",\"a\\u00e9\":\"\xc3\xa9\"}",
-                         "{\"\":\"empty\",\"a\":9007199254740991,\"aa\":0,\"a\xc3\xa9\":\"\xc3\xa9\",\"m\":[[],{}],"
-                         "\"n\":-42,\"z\":{\"x\":[],\"y\":{}},\"\xc3\xbc\":\"\x01\x1f/<>&'\"}");
+        ASSERT_CANONICAL(
+                "{\"z\":{\"y\":{},\"x\":[]},\"n\":-42,\"m\":[[],{}],\"\":\"empty\",\"aa\":0,"
+                "\"a\":9007199254740991,\"\\u00fc\":\"\\u0001\\u001f\\/<>&'\",\"a\\u00e9\":\"\xc3\xa9\"}",
+                "{\"\":\"empty\",\"a\":9007199254740991,\"aa\":0,\"a\xc3\xa9\":\"\xc3\xa9\",\"m\":[[],{}],"
+                "\"n\":-42,\"z\":{\"x\":[],\"y\":{}},\"\xc3\xbc\":\"\x01\x1f/<>&'\"}");
 }
 END_TEST
 
@@ -99,7 +101,8 @@ START_TEST(test_canonical_built_tree) {
 END_TEST
 
 START_TEST(test_canonical_round_trip_large) {
-        static const char prefix[] = "{\"files/00000.bin\":{\"hashes\":{\"sha256\":\"ab\\\"cd\"},\"length\":0},";
+        static const char prefix[] =
+                "{\"files/00000.bin\":{\"hashes\":{\"sha256\":\"ab\\\"cd\"},\"length\":0},";
         _cleanup_json_ json_t *o = json_object(), *v = NULL;
         _cleanup_free_ char *c1 = NULL, *c2 = NULL;
         size_t s1 = 0, s2 = 0;
@@ -109,7 +112,9 @@ START_TEST(test_canonical_round_trip_large) {
                 char name[64];
                 snprintf(name, sizeof(name), "files/%05d.bin", i);
                 ck_assert_int_eq(json_object_set_new(o, name,
-                                 json_pack("{s:i,s:{s:s}}", "length", i, "hashes", "sha256", "ab\"cd")), 0);
+                                                     json_pack("{s:i,s:{s:s}}", "length", i, "hashes",
+                                                               "sha256", "ab\"cd")),
+                                 0);
         }
         ck_assert_int_eq(tuf_json_canonical(o, &c1, &s1), 0);
         ck_assert(strneq(c1, prefix, strlen(prefix)));
@@ -128,7 +133,7 @@ START_TEST(test_parse_refuses) {
         assert_refused("{\"o\":{\"a\":1,\"a\":1}}", -EPROTO);
         /* The same key spelled two ways is still a duplicate. */
         assert_refused("{\"a\":1,\"\\u0061\":2}", -EPROTO);
-        assert_refused("{\"a\":\"\\ud800\"}", -EPROTO);  /* lone surrogate */
+        assert_refused("{\"a\":\"\\ud800\"}", -EPROTO); /* lone surrogate */
         assert_refused("{\"a\":\"x\\u0000y\"}", -EPROTO);
         assert_refused("{\"a\\u0000\":1}", -EPROTO);
         assert_refused("[1,2]", -EPROTO);
