@@ -1108,6 +1108,373 @@ START_TEST(test_golden_root) {
 }
 END_TEST
 
+/* ---- a repository made by another implementation ---------------------------------- */
+
+/*
+ * Metadata made by tuf-js' @tufjs/models (tests/interop/make-repo.mjs --keys
+ * mixed), frozen here as written (pretty-printed, so canonicalization is
+ * exercised too): root rotation 1 -> 2, ed25519, ecdsa-sha2-nistp256 (both
+ * keytype spellings) and rsassa-pss-sha256 keys, a 2-of-2 targets threshold,
+ * the delegated role "releases".
+ */
+static const char tufjs_root1[] =
+        "{\n"
+        " \"signatures\": [\n"
+        "  {\n"
+        "   \"keyid\": \"a1388cfce1c06cdfaebbc0ba4a97e95ca9bce794f8b836a54f48b60f8483f288\",\n"
+        "   \"sig\": \"c80e91e5213af36f4a7eaa1c382aed78627e25e23bd8d750166b5ec077a82f117fdd0f9dcf9549f565c16a7143df66cf353d49b76c2bfd8e09dd9ec25321150b\"\n"
+        "  }\n"
+        " ],\n"
+        " \"signed\": {\n"
+        "  \"_type\": \"root\",\n"
+        "  \"spec_version\": \"1.0.31\",\n"
+        "  \"version\": 1,\n"
+        "  \"expires\": \"2026-12-21T08:11:19Z\",\n"
+        "  \"keys\": {\n"
+        "   \"a1388cfce1c06cdfaebbc0ba4a97e95ca9bce794f8b836a54f48b60f8483f288\": {\n"
+        "    \"keytype\": \"ed25519\",\n"
+        "    \"scheme\": \"ed25519\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"d992e0801fef02a6187da2b093e7cfb96cab36998c337371f72ed20c2dce7e55\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"264c003b7c61686c3fb00b719ad1ca1815dfbc719428c13763e9c34e287372a7\": {\n"
+        "    \"keytype\": \"ed25519\",\n"
+        "    \"scheme\": \"ed25519\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"5b65ba1250b6b75ae27e1379903832ee90bfd51d56a60b188f33a8627100f138\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"aab6ed068f9b0f31d67e87278ac9827fd9b8cbbbb774719fa440942236544ca2\": {\n"
+        "    \"keytype\": \"ecdsa\",\n"
+        "    \"scheme\": \"ecdsa-sha2-nistp256\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE1RI906LxxD3Cy0mwU2XBKs7/6BJB\\noDdWrkYgjK1PzOfDkQYQ+1PSKLu2sHLW1/M7b+k0g8fxXOeM/pkP36cnkQ==\\n-----END PUBLIC KEY-----\\n\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"dcf179f89ec7452b084c8753f3591a02a1a533c5efd0178cc9cc4ff325a88010\": {\n"
+        "    \"keytype\": \"ed25519\",\n"
+        "    \"scheme\": \"ed25519\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"b5bfd4648cbc2bd2259456a3fa446cd644374ded887586b62ed10fc80af4c470\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"33f085164721cee4717bb2bee91231b95c0ec0de78d15ea2a6d88aafa452a456\": {\n"
+        "    \"keytype\": \"ecdsa-sha2-nistp256\",\n"
+        "    \"scheme\": \"ecdsa-sha2-nistp256\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAELL7RaDgG2qVEJOHLuOA7KE72IHR+\\nnVY90dEYHPo8xNMFlt2VXuBS01olW15N5drwnk1NP8PuYlJA6BfnEq5Xfw==\\n-----END PUBLIC KEY-----\\n\"\n"
+        "    }\n"
+        "   }\n"
+        "  },\n"
+        "  \"roles\": {\n"
+        "   \"root\": {\n"
+        "    \"keyids\": [\n"
+        "     \"a1388cfce1c06cdfaebbc0ba4a97e95ca9bce794f8b836a54f48b60f8483f288\"\n"
+        "    ],\n"
+        "    \"threshold\": 1\n"
+        "   },\n"
+        "   \"timestamp\": {\n"
+        "    \"keyids\": [\n"
+        "     \"264c003b7c61686c3fb00b719ad1ca1815dfbc719428c13763e9c34e287372a7\"\n"
+        "    ],\n"
+        "    \"threshold\": 1\n"
+        "   },\n"
+        "   \"snapshot\": {\n"
+        "    \"keyids\": [\n"
+        "     \"aab6ed068f9b0f31d67e87278ac9827fd9b8cbbbb774719fa440942236544ca2\"\n"
+        "    ],\n"
+        "    \"threshold\": 1\n"
+        "   },\n"
+        "   \"targets\": {\n"
+        "    \"keyids\": [\n"
+        "     \"dcf179f89ec7452b084c8753f3591a02a1a533c5efd0178cc9cc4ff325a88010\",\n"
+        "     \"33f085164721cee4717bb2bee91231b95c0ec0de78d15ea2a6d88aafa452a456\"\n"
+        "    ],\n"
+        "    \"threshold\": 2\n"
+        "   }\n"
+        "  },\n"
+        "  \"consistent_snapshot\": true\n"
+        " }\n"
+        "}\n";
+
+static const char tufjs_root2[] =
+        "{\n"
+        " \"signatures\": [\n"
+        "  {\n"
+        "   \"keyid\": \"a1388cfce1c06cdfaebbc0ba4a97e95ca9bce794f8b836a54f48b60f8483f288\",\n"
+        "   \"sig\": \"b6886a1a651fa951e1ee765c4d94ace384b8b606ac4d64eaf17d743b0a32442a8c06291a0f4f5b93ea7d2304b4032a55c287e57d228154e7d36f0a7506d08b08\"\n"
+        "  },\n"
+        "  {\n"
+        "   \"keyid\": \"bd360b8366da70f209833401b62bea74c6894d2b1a06d2388614c1bbe785de4b\",\n"
+        "   \"sig\": \"a35f1adaf7f360dcdb9df71fe9affa23abaca60c8406459915263adc975db0cc941ba16bdbcc0ca644cbe7476ae7bf134fc0b9aa5f7c1afb8fe942ece8f75002\"\n"
+        "  }\n"
+        " ],\n"
+        " \"signed\": {\n"
+        "  \"_type\": \"root\",\n"
+        "  \"spec_version\": \"1.0.31\",\n"
+        "  \"version\": 2,\n"
+        "  \"expires\": \"2026-12-21T08:11:19Z\",\n"
+        "  \"keys\": {\n"
+        "   \"bd360b8366da70f209833401b62bea74c6894d2b1a06d2388614c1bbe785de4b\": {\n"
+        "    \"keytype\": \"ed25519\",\n"
+        "    \"scheme\": \"ed25519\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"f1f15f762e28f3199289bfa0324271f1fb171ed694ed8e1dcd4366f2c1b7eb94\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"264c003b7c61686c3fb00b719ad1ca1815dfbc719428c13763e9c34e287372a7\": {\n"
+        "    \"keytype\": \"ed25519\",\n"
+        "    \"scheme\": \"ed25519\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"5b65ba1250b6b75ae27e1379903832ee90bfd51d56a60b188f33a8627100f138\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"aab6ed068f9b0f31d67e87278ac9827fd9b8cbbbb774719fa440942236544ca2\": {\n"
+        "    \"keytype\": \"ecdsa\",\n"
+        "    \"scheme\": \"ecdsa-sha2-nistp256\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE1RI906LxxD3Cy0mwU2XBKs7/6BJB\\noDdWrkYgjK1PzOfDkQYQ+1PSKLu2sHLW1/M7b+k0g8fxXOeM/pkP36cnkQ==\\n-----END PUBLIC KEY-----\\n\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"dcf179f89ec7452b084c8753f3591a02a1a533c5efd0178cc9cc4ff325a88010\": {\n"
+        "    \"keytype\": \"ed25519\",\n"
+        "    \"scheme\": \"ed25519\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"b5bfd4648cbc2bd2259456a3fa446cd644374ded887586b62ed10fc80af4c470\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"33f085164721cee4717bb2bee91231b95c0ec0de78d15ea2a6d88aafa452a456\": {\n"
+        "    \"keytype\": \"ecdsa-sha2-nistp256\",\n"
+        "    \"scheme\": \"ecdsa-sha2-nistp256\",\n"
+        "    \"keyval\": {\n"
+        "     \"public\": \"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAELL7RaDgG2qVEJOHLuOA7KE72IHR+\\nnVY90dEYHPo8xNMFlt2VXuBS01olW15N5drwnk1NP8PuYlJA6BfnEq5Xfw==\\n-----END PUBLIC KEY-----\\n\"\n"
+        "    }\n"
+        "   }\n"
+        "  },\n"
+        "  \"roles\": {\n"
+        "   \"root\": {\n"
+        "    \"keyids\": [\n"
+        "     \"bd360b8366da70f209833401b62bea74c6894d2b1a06d2388614c1bbe785de4b\"\n"
+        "    ],\n"
+        "    \"threshold\": 1\n"
+        "   },\n"
+        "   \"timestamp\": {\n"
+        "    \"keyids\": [\n"
+        "     \"264c003b7c61686c3fb00b719ad1ca1815dfbc719428c13763e9c34e287372a7\"\n"
+        "    ],\n"
+        "    \"threshold\": 1\n"
+        "   },\n"
+        "   \"snapshot\": {\n"
+        "    \"keyids\": [\n"
+        "     \"aab6ed068f9b0f31d67e87278ac9827fd9b8cbbbb774719fa440942236544ca2\"\n"
+        "    ],\n"
+        "    \"threshold\": 1\n"
+        "   },\n"
+        "   \"targets\": {\n"
+        "    \"keyids\": [\n"
+        "     \"dcf179f89ec7452b084c8753f3591a02a1a533c5efd0178cc9cc4ff325a88010\",\n"
+        "     \"33f085164721cee4717bb2bee91231b95c0ec0de78d15ea2a6d88aafa452a456\"\n"
+        "    ],\n"
+        "    \"threshold\": 2\n"
+        "   }\n"
+        "  },\n"
+        "  \"consistent_snapshot\": true\n"
+        " }\n"
+        "}\n";
+
+static const char tufjs_timestamp[] =
+        "{\n"
+        " \"signatures\": [\n"
+        "  {\n"
+        "   \"keyid\": \"264c003b7c61686c3fb00b719ad1ca1815dfbc719428c13763e9c34e287372a7\",\n"
+        "   \"sig\": \"9a5741560ee7d059a3d243ec79c59216e236752da48ad59641eb3df76cf487a88bb690ec350165bfb06e5d4e2b015708d38dec0c99c7fe79a4bd2d898fddd90b\"\n"
+        "  }\n"
+        " ],\n"
+        " \"signed\": {\n"
+        "  \"_type\": \"timestamp\",\n"
+        "  \"spec_version\": \"1.0.31\",\n"
+        "  \"version\": 1,\n"
+        "  \"expires\": \"2026-12-21T08:11:19Z\",\n"
+        "  \"meta\": {\n"
+        "   \"snapshot.json\": {\n"
+        "    \"version\": 1,\n"
+        "    \"length\": 742,\n"
+        "    \"hashes\": {\n"
+        "     \"sha256\": \"5fe7c62886d4250375aa9d0a164010f2b7c9052bd722f73a448ae468373d21c1\"\n"
+        "    }\n"
+        "   }\n"
+        "  }\n"
+        " }\n"
+        "}\n";
+
+static const char tufjs_snapshot[] =
+        "{\n"
+        " \"signatures\": [\n"
+        "  {\n"
+        "   \"keyid\": \"aab6ed068f9b0f31d67e87278ac9827fd9b8cbbbb774719fa440942236544ca2\",\n"
+        "   \"sig\": \"304502206a3e178c95d8e066c11cf4572a288f5dc3b1fbbcf6b27396baed7bb869cf4e79022100c07ed8bde580fc46849f9c51598e8dff646e1ca7291444e2978ec8d2f0bceacd\"\n"
+        "  }\n"
+        " ],\n"
+        " \"signed\": {\n"
+        "  \"_type\": \"snapshot\",\n"
+        "  \"meta\": {\n"
+        "   \"targets.json\": {\n"
+        "    \"version\": 1,\n"
+        "    \"length\": 2805,\n"
+        "    \"hashes\": {\n"
+        "     \"sha256\": \"16bf5edbcb5977ce9b579dbefde68412a82192e0666b7a57954ad022f85ba389\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"releases.json\": {\n"
+        "    \"version\": 1,\n"
+        "    \"length\": 1339,\n"
+        "    \"hashes\": {\n"
+        "     \"sha256\": \"ee3997be75bf3da2ea77494dc2e290ac57f136445111cc288523118e4425a5e5\"\n"
+        "    }\n"
+        "   }\n"
+        "  },\n"
+        "  \"spec_version\": \"1.0.31\",\n"
+        "  \"version\": 1,\n"
+        "  \"expires\": \"2026-12-21T08:11:19Z\"\n"
+        " }\n"
+        "}\n";
+
+static const char tufjs_targets[] =
+        "{\n"
+        " \"signatures\": [\n"
+        "  {\n"
+        "   \"keyid\": \"dcf179f89ec7452b084c8753f3591a02a1a533c5efd0178cc9cc4ff325a88010\",\n"
+        "   \"sig\": \"f4a2395589067e34ded758990510bfbb4fbdd136a14d319a71849e95fe64f5ec1b83f18672a118358557aaa46092fa67450de42bccf2d2723e3be0c16e13ab07\"\n"
+        "  },\n"
+        "  {\n"
+        "   \"keyid\": \"33f085164721cee4717bb2bee91231b95c0ec0de78d15ea2a6d88aafa452a456\",\n"
+        "   \"sig\": \"3044022002cee633cc4a0a08d40ef0265d684a67112c98550fa72c313aecaaac4b364af402205af9fd312ee5518d7893a6b549dbe14ede2d0202dc81a7120d5f4927a51aac07\"\n"
+        "  }\n"
+        " ],\n"
+        " \"signed\": {\n"
+        "  \"_type\": \"targets\",\n"
+        "  \"spec_version\": \"1.0.31\",\n"
+        "  \"version\": 1,\n"
+        "  \"expires\": \"2026-12-21T08:11:19Z\",\n"
+        "  \"targets\": {\n"
+        "   \"hello.txt\": {\n"
+        "    \"length\": 31,\n"
+        "    \"hashes\": {\n"
+        "     \"sha256\": \"f613a8fd5bcbf6ff0990122cbc987ce739e516315017b3a55a1f29caf13c48bd\",\n"
+        "     \"sha512\": \"588567182e5c2b8fb429c3712c989839800681a37ab76fb92635f9ff3f9e3a0054760dc66dc615f38cac93139f225b99b9b57222f40c05177004e0fb46c57653\"\n"
+        "    },\n"
+        "    \"custom\": {\n"
+        "     \"description\": \"Grüße, 日本語\\nsecond line \\\"quoted\\\" \\\\ backslash\",\n"
+        "     \"build\": 42\n"
+        "    }\n"
+        "   },\n"
+        "   \"empty.txt\": {\n"
+        "    \"length\": 0,\n"
+        "    \"hashes\": {\n"
+        "     \"sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\n"
+        "     \"sha512\": \"cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e\"\n"
+        "    }\n"
+        "   },\n"
+        "   \"sub/dir/nested.bin\": {\n"
+        "    \"length\": 70000,\n"
+        "    \"hashes\": {\n"
+        "     \"sha256\": \"5284d2748488972cd97f707d3792f68dac73317ab26978cf6173289b8bdea3fa\",\n"
+        "     \"sha512\": \"7c9f920a71266a4d7662f4feba3c3e0cbbbf5299a61748ce68fde5fd5326135f365c7bfb2a683aa37b4525c4f93a1a689c3b8c20c87f4191ce90c5eee8191eca\"\n"
+        "    }\n"
+        "   }\n"
+        "  },\n"
+        "  \"x_interop_note\": \"made by tests/interop/make-repo.mjs\",\n"
+        "  \"delegations\": {\n"
+        "   \"keys\": {\n"
+        "    \"fe2980285e014581c8b09df9962830403073ba26fa19ad92d74fc2bd5f5e0138\": {\n"
+        "     \"keytype\": \"rsa\",\n"
+        "     \"scheme\": \"rsassa-pss-sha256\",\n"
+        "     \"keyval\": {\n"
+        "      \"public\": \"-----BEGIN PUBLIC KEY-----\\nMIIBojANBgkqhkiG9w0BAQEFAAOCAY8AMIIBigKCAYEAig90UUBwQ3zyb00LKCoM\\nDPvWvPj/EG7+NaUEta+M86/O3KagNLQyprzXIM6QZSaVskMrBp9Os854nU/meIYu\\nN+JWk0t0Oi9/52RdCkn2SEtfaZ0E8RCF7pghFqUd41USn9U8nWqUeUiFr1lkXx0v\\nENsI1ph7+ERIpanx9dLTVyBlLtAuq3+wApnVW2eKKeqwfer9o5IPWNtYwhka6kQL\\nWNOr34uYu2rEhxeQ8blCrN2PiTkBhXkKc9TUmz/p/p134YZABNpFoqBJrPFWRMG9\\n4HzKfpdEwZOU88jYVjEFODCGOFhTedza6IlLdkerRplRO6naPR8in/lup5BWk15I\\nQlvJNYxEOPKICO8TwdJ6NBV25U2xWyi++OeLj9EjzzUIccdjad33x1fYt/h2nPVr\\nUuYXC7bX3fe8TbYb64HFfpJ7KE5qT3AgCAc4nvj6TlvMrak4T5V4rszbC5fzogkk\\nSUVovyfX9Fdba/8tgtHZTroBK2Z10ELpGcrIWkOghUlfAgMBAAE=\\n-----END PUBLIC KEY-----\\n\"\n"
+        "     }\n"
+        "    }\n"
+        "   },\n"
+        "   \"roles\": [\n"
+        "    {\n"
+        "     \"keyids\": [\n"
+        "      \"fe2980285e014581c8b09df9962830403073ba26fa19ad92d74fc2bd5f5e0138\"\n"
+        "     ],\n"
+        "     \"threshold\": 1,\n"
+        "     \"name\": \"releases\",\n"
+        "     \"terminating\": true,\n"
+        "     \"paths\": [\n"
+        "      \"payloads/*\"\n"
+        "     ]\n"
+        "    }\n"
+        "   ]\n"
+        "  }\n"
+        " }\n"
+        "}\n";
+
+static const char tufjs_releases[] =
+        "{\n"
+        " \"signatures\": [\n"
+        "  {\n"
+        "   \"keyid\": \"fe2980285e014581c8b09df9962830403073ba26fa19ad92d74fc2bd5f5e0138\",\n"
+        "   \"sig\": \"608b926e14e0c8b623cbb8d7a3427cb0aacf40aad866d03da509bf019ff7ec3ba81f7ccbf86bf3ae7282617faa42aef71b87806ba5cec4e01e12975deb979882f436fba2f27348342f8d296b4078be6b9459e92bb2b88d2904a23520bcb9ad999e1948d0ebc996c24319487e52656d42b2af5f1f47ca563c30ea1620f6690427a8e8c36140d114f018f03ce317e7f73269c5b3dcdf601afa97beb79e0b315f749b6606f290241045cb9f30fe2847b75d48e8ba611b68fd2a67a287e8d93401745264320c572ac7e5f28de948ec94da0fbff1a50660ee15f08c3f5e61a4cd1626debcf3bf621d2e7ad568c270dd96e5ea2d53b0af4af456dc678fc13c802fd8e07cace0992af8f47b82161919579a905a63aee8268f65d077af996629a2377436909e32896d6d427d615176ed893dc87596b92a8f98c3c6fbfd5b7dc36e261f35238197abfb00a69a70af561a23da3ee5d1742beaed86a0c3d5bd170952eeefb44996170d5320eb58b1482e6fbd7deb774123fdacb3387f6376307e70326c68b0\"\n"
+        "  }\n"
+        " ],\n"
+        " \"signed\": {\n"
+        "  \"_type\": \"targets\",\n"
+        "  \"spec_version\": \"1.0.31\",\n"
+        "  \"version\": 1,\n"
+        "  \"expires\": \"2026-12-21T08:11:19Z\",\n"
+        "  \"targets\": {\n"
+        "   \"payloads/delegated.tar\": {\n"
+        "    \"length\": 5000,\n"
+        "    \"hashes\": {\n"
+        "     \"sha256\": \"35a8aec74cbe4838eb29fdf7563444130eacf0b30d640563cceefda0a4ff0f82\",\n"
+        "     \"sha512\": \"8533f0ff8bd426c6fb7e14535ca497decf039f8233247a1cd0481f40ae3f898e08c32642aa4d896dbca65cb055fbf1aeae92d51965df4b4466d8fcf6e0ee67c5\"\n"
+        "    }\n"
+        "   }\n"
+        "  }\n"
+        " }\n"
+        "}\n";
+
+START_TEST(test_tufjs_repository) {
+        _cleanup_set_ TufTrustedSet *s = NULL;
+        const TufTargets *t;
+        int64_t now;
+        char *bad;
+
+        ck_assert_int_eq(parse_iso8601_utc("2026-11-22T00:00:00Z", &now), 0);
+        ck_assert_int_eq(tuf_trusted_set_new(tufjs_root1, strlen(tufjs_root1), now, &s), 0);
+        ck_assert_int_eq(tuf_trusted_set_update_root(s, tufjs_root2, strlen(tufjs_root2)), 0);
+        ck_assert_int_eq(tuf_trusted_set_check_root(s), 0);
+        ck_assert_int_eq(tuf_trusted_set_update_timestamp(s, tufjs_timestamp, strlen(tufjs_timestamp)), 0);
+        ck_assert_int_eq(tuf_trusted_set_update_snapshot(s, tufjs_snapshot, strlen(tufjs_snapshot), false), 0);
+        ck_assert_int_eq(tuf_trusted_set_update_targets(s, "targets", "root", tufjs_targets, strlen(tufjs_targets)), 0);
+        ck_assert_int_eq(tuf_trusted_set_update_targets(s, "releases", "targets", tufjs_releases, strlen(tufjs_releases)), 0);
+
+        t = tuf_trusted_set_targets(s, "targets");
+        ck_assert_ptr_nonnull(tuf_targets_find(t, "sub/dir/nested.bin"));
+        ck_assert_uint_eq(t->n_roles, 1);
+        ck_assert(tuf_delegated_role_matches(&t->roles[0], "payloads/delegated.tar"));
+        ck_assert_ptr_nonnull(tuf_targets_find(tuf_trusted_set_targets(s, "releases"), "payloads/delegated.tar"));
+
+        /* the same documents once the clock passed their expiry */
+        s = tuf_trusted_set_free(s);
+        ck_assert_int_eq(tuf_trusted_set_new(tufjs_root2, strlen(tufjs_root2), now + 60 * 86400, &s), 0);
+        ck_assert_int_eq(tuf_trusted_set_check_root(s), -EKEYEXPIRED);
+        s = tuf_trusted_set_free(s);
+
+        /* one byte changed in the signed part of the rotated root */
+        bad = strdup(tufjs_root2);
+        ck_assert_ptr_nonnull(bad);
+        ck_assert_ptr_nonnull(strstr(bad, "\"version\": 2"));
+        strstr(bad, "\"version\": 2")[11] = '3';
+        ck_assert_int_eq(tuf_trusted_set_new(tufjs_root1, strlen(tufjs_root1), now, &s), 0);
+        ck_assert_int_eq(tuf_trusted_set_update_root(s, bad, strlen(bad)), -EBADMSG);
+        free(bad);
+}
+END_TEST
+
 int main(void) {
         Suite *suite = suite_create("trusted");
         TCase *tc = tcase_create("core");
@@ -1160,6 +1527,7 @@ int main(void) {
         tcase_add_test(tc, test_call_order);
         tcase_add_test(tc, test_unknown_hash_algorithm_only);
         tcase_add_test(tc, test_golden_root);
+        tcase_add_test(tc, test_tufjs_repository);
         suite_add_tcase(suite, tc);
 
         sr = srunner_create(suite);
