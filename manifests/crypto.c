@@ -60,15 +60,11 @@ static inline void evp_pkey_freep(EVP_PKEY **p) {
 static inline void evp_md_ctx_freep(EVP_MD_CTX **p) {
         EVP_MD_CTX_free(*p);
 }
-static inline void evp_pkey_ctx_freep(EVP_PKEY_CTX **p) {
-        EVP_PKEY_CTX_free(*p);
-}
 static inline void bio_freep(BIO **p) {
         BIO_free(*p);
 }
 #define _cleanup_pkey_ _cleanup_(evp_pkey_freep)
 #define _cleanup_md_ctx_ _cleanup_(evp_md_ctx_freep)
-#define _cleanup_pkey_ctx_ _cleanup_(evp_pkey_ctx_freep)
 #define _cleanup_bio_ _cleanup_(bio_freep)
 
 /*
