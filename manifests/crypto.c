@@ -232,9 +232,12 @@ int tuf_key_compute_keyid(const TufKey *k, char **ret) {
 
 static int pkey_from_pem_public(const char *pem, EVP_PKEY **ret) {
         _cleanup_bio_ BIO *bio = NULL;
+        size_t n = strlen(pem);
         EVP_PKEY *pkey;
 
-        bio = BIO_new_mem_buf(pem, (int) strlen(pem));
+        if (n > PUBLIC_KEY_MAX)
+                return -EKEYREJECTED;
+        bio = BIO_new_mem_buf(pem, (int) n);
         if (!bio)
                 return openssl_error(-ENOMEM);
         pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
