@@ -13,13 +13,14 @@
  *                   the whole root history, and the working copies of targets
  *                   roles with unpublished changes (--no-publish). Writing it
  *                   is the commit point of every command.
- *   public/         the static tree to serve. Target files are stored there
- *                   under their hash-prefixed names before the commit; the
- *                   metadata and the plain target names are derived from
- *                   state after it, in an order that is safe for readers
- *                   (root, targets roles, snapshot, then timestamp). A command
- *                   interrupted between the commit and the end of that writing
- *                   is finished by the next command that opens the repository.
+ *   store/          target files by content (DIR/SHA256.NAME), written
+ *                   before the commit that lists them.
+ *   public/         the static tree to serve, wholly derived from state and
+ *                   store/ after each commit, in an order that is safe for
+ *                   readers: target files (hard links), root, targets roles,
+ *                   snapshot, then timestamp. A command interrupted between
+ *                   the commit and the end of that writing is finished by the
+ *                   next command that opens the repository.
  *
  * Every command is: repo_open() (lock, load, verify), modify the working
  * copies (repo->root, repo->targets[]), repo_publish() or repo_save().
@@ -156,16 +157,23 @@ int repo_remove_target(Repo *r, const char *target_path, RepoRole *ret_role);
 /* Read back the stored bytes of a listed target, checked against its hashes. */
 int repo_read_target(const Repo *r, const TufTargetFile *f, char **ret, size_t *ret_size);
 
-/* Hash-prefixed and plain file names of a target under public/targets/. */
-int repo_target_file_paths(const Repo *r, const char *target_path, const TufHashes *h,
-                           char **ret_hashed, char **ret_plain);
+/* Where a target's bytes live: the store, and its two names in public/. */
+typedef struct RepoTargetPaths {
+        char *stored;              /* DIR/store/DIR/SHA256.NAME */
+        char *hashed;              /* DIR/public/targets/DIR/SHA256.NAME */
+        char *plain;               /* DIR/public/targets/DIR/NAME */
+} RepoTargetPaths;
 
-/* Make the plain names of published targets hard links to their stored
- * bytes (before the metadata naming them is written). */
+int repo_target_file_paths(const Repo *r, const char *target_path, const TufHashes *h,
+                           RepoTargetPaths *ret);
+void repo_target_paths_done(RepoTargetPaths *p);
+
+/* Make public/targets/ show every published target under both names, as
+ * hard links to the store (before the metadata naming them is written). */
 int repo_link_target_files(Repo *r);
-/* Drop plain names that no published role lists any more (after the
- * timestamp was written). Hash-prefixed files are kept: clients holding an
- * older snapshot may still fetch them, and they cost no name clash. */
+/* Drop plain names in public/targets/ that no published role lists any
+ * more (after the timestamp was written). Hash-prefixed names are kept:
+ * clients holding an older snapshot may still fetch them. */
 int repo_prune_target_files(Repo *r);
 
 /* ---- keys (keys.c) -------------------------------------------------------- */

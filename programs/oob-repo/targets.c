@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Target files: stored under public/targets/ by content ("DIR/SHA256.NAME",
- * the consistent-snapshot name) before any metadata lists them, and listed
- * in the working copy of the role the top-level targets delegates them to.
- * The plain name ("DIR/NAME", for clients without consistent snapshots) is
- * a hard link made at publication.
+ * Target files. Their bytes are kept in DIR/store/ by content
+ * ("DIR/store/payloads/SHA256.NAME"), written durably before any metadata
+ * lists them. Publication makes public/targets/ from the store with hard
+ * links: "payloads/SHA256.NAME" (consistent snapshots) and "payloads/NAME"
+ * (clients without them). public/ is therefore wholly derived: deleting it
+ * loses nothing, the next command rebuilds it.
  */
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "oob-repo.h"
@@ -50,29 +52,41 @@ const TufTargetFile *repo_find_target(const Repo *r, const char *target_path, Re
         return NULL;
 }
 
-int repo_target_file_paths(const Repo *r, const char *target_path, const TufHashes *h, char **ret_hashed,
-                           char **ret_plain) {
-        _cleanup_free_ char *relative = path_join("public/targets", target_path), *plain = NULL;
-        _cleanup_free_ char *hex = NULL, *hashed = NULL;
-        const char *base;
-        size_t dir_len;
+int repo_target_file_paths(const Repo *r, const char *target_path, const TufHashes *h,
+                           RepoTargetPaths *ret) {
+        _cleanup_free_ char *hex = tuf_hashes_first_hex(h), *relative = NULL, *hashed_relative = NULL;
+        const char *slash = strrchr(target_path, '/');
+        size_t dir_len = slash ? (size_t) (slash - target_path) + 1 : 0;
+        RepoTargetPaths p = {};
 
-        if (!relative)
+        if (!hex)
                 return -ENOMEM;
-        plain = repo_path(r, relative);
-        hex = tuf_hashes_first_hex(h);
-        if (!plain || !hex)
+        if (asprintf(&hashed_relative, "%.*s%s.%s", (int) dir_len, target_path, hex, target_path + dir_len) < 0)
                 return -ENOMEM;
-        base = strrchr(plain, '/') + 1;
-        dir_len = (size_t) (base - plain);
-        if (asprintf(&hashed, "%.*s%s.%s", (int) dir_len, plain, hex, base) < 0)
+        relative = path_join("store", hashed_relative);
+        p.stored = relative ? repo_path(r, relative) : NULL;
+        free(TAKE_PTR(relative));
+        relative = path_join("public/targets", hashed_relative);
+        p.hashed = relative ? repo_path(r, relative) : NULL;
+        free(TAKE_PTR(relative));
+        relative = path_join("public/targets", target_path);
+        p.plain = relative ? repo_path(r, relative) : NULL;
+        if (!p.stored || !p.hashed || !p.plain) {
+                repo_target_paths_done(&p);
                 return -ENOMEM;
-        *ret_hashed = TAKE_PTR(hashed);
-        *ret_plain = TAKE_PTR(plain);
+        }
+        *ret = p;
         return 0;
 }
 
-static int store_bytes(const char *path, const void *data, size_t size) {
+void repo_target_paths_done(RepoTargetPaths *p) {
+        free(p->stored);
+        free(p->hashed);
+        free(p->plain);
+        *p = (RepoTargetPaths) {};
+}
+
+static int make_parent(const char *path) {
         _cleanup_free_ char *dir = strdup(path);
         int k;
 
@@ -82,6 +96,14 @@ static int store_bytes(const char *path, const void *data, size_t size) {
         k = mkdir_p(dir, 0755);
         if (k < 0)
                 return log_error_errno(k, "Failed to create %s: %m", dir);
+        return 0;
+}
+
+static int store_bytes(const char *path, const void *data, size_t size) {
+        int k = make_parent(path);
+
+        if (k < 0)
+                return k;
         k = write_file_atomic(path, data, size, 0644);
         if (k < 0)
                 return log_error_errno(k, "Failed to write %s: %m", path);
@@ -89,7 +111,7 @@ static int store_bytes(const char *path, const void *data, size_t size) {
 }
 
 int repo_add_target(Repo *r, const char *target_path, const void *data, size_t size) {
-        _cleanup_free_ char *hashed = NULL, *plain = NULL;
+        _cleanup_(repo_target_paths_done) RepoTargetPaths paths = {};
         TufTargetFile *f = NULL, *grown;
         TufTargets *t;
         TufHashes h;
@@ -109,10 +131,10 @@ int repo_add_target(Repo *r, const char *target_path, const void *data, size_t s
          * hash" (as tuf-js and go-tuf do) then all ask for the one name. */
         h.has_sha512 = false;
 
-        k = repo_target_file_paths(r, target_path, &h, &hashed, &plain);
+        k = repo_target_file_paths(r, target_path, &h, &paths);
         if (k < 0)
                 return log_oom();
-        k = store_bytes(hashed, data, size);
+        k = store_bytes(paths.stored, data, size);
         if (k < 0)
                 return k;
 
@@ -163,23 +185,24 @@ int repo_remove_target(Repo *r, const char *target_path, RepoRole *ret_role) {
 }
 
 int repo_read_target(const Repo *r, const TufTargetFile *f, char **ret, size_t *ret_size) {
-        _cleanup_free_ char *hashed = NULL, *plain = NULL, *data = NULL;
+        _cleanup_(repo_target_paths_done) RepoTargetPaths paths = {};
+        _cleanup_free_ char *data = NULL;
         size_t size;
         TufHashes h;
         int k;
 
-        k = repo_target_file_paths(r, f->path, &f->hashes, &hashed, &plain);
+        k = repo_target_file_paths(r, f->path, &f->hashes, &paths);
         if (k < 0)
                 return log_oom();
-        k = read_full_file(hashed, f->length, &data, &size);
+        k = read_full_file(paths.stored, f->length, &data, &size);
         if (k < 0)
-                return log_error_errno(k, "Failed to read the stored %s (%s): %m", f->path, hashed);
+                return log_error_errno(k, "Failed to read the stored %s (%s): %m", f->path, paths.stored);
         k = tuf_hashes_compute(data, size, &h);
         if (k < 0)
-                return log_error_errno(k, "Failed to hash %s: %m", hashed);
+                return log_error_errno(k, "Failed to hash %s: %m", paths.stored);
         if (size != f->length || !f->hashes.has_sha256 ||
             !memeq_consttime(h.sha256, f->hashes.sha256, sizeof(h.sha256)))
-                return log_error_errno(-EBADMSG, "%s: stored bytes do not match the metadata", hashed);
+                return log_error_errno(-EBADMSG, "%s: stored bytes do not match the metadata", paths.stored);
         *ret = TAKE_PTR(data);
         *ret_size = size;
         return 0;
@@ -213,28 +236,94 @@ static bool published_lists(const Published *p, const char *target_path) {
         return false;
 }
 
-/* Point plain at hashed's inode, atomically (link to a temp name, rename). */
-static int link_plain_name(const char *hashed, const char *plain) {
+static ssize_t read_chunk(int fd, char *buf, size_t size) {
+        size_t done = 0;
+
+        while (done < size) {
+                ssize_t n = read(fd, buf + done, size - done);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                done += (size_t) n;
+        }
+        return (ssize_t) done;
+}
+
+/* 1 when both files hold the same bytes, 0 otherwise (or unreadable). */
+static int files_equal(const char *a, const char *b) {
+        _cleanup_close_ int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
+        static char ba[65536], bb[65536];
+
+        if (fa < 0 || fb < 0)
+                return 0;
+        for (;;) {
+                ssize_t na = read_chunk(fa, ba, sizeof(ba)), nb = read_chunk(fb, bb, sizeof(bb));
+
+                if (na < 0 || na != nb || memcmp(ba, bb, (size_t) na) != 0)
+                        return 0;
+                if (na == 0)
+                        return 1;
+        }
+}
+
+/* A copy where a hard link cannot be made (public/ on another file system). */
+static int copy_file(const char *from, const char *to) {
+        _cleanup_close_ int fd = open(from, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        void *p = NULL;
+        int k;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return log_error_errno(-errno, "Failed to open %s: %m", from);
+        if (st.st_size > 0) {
+                p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+                if (p == MAP_FAILED)
+                        return log_error_errno(-errno, "Failed to map %s: %m", from);
+        }
+        k = write_file_atomic(to, p ?: "", (size_t) st.st_size, 0644);
+        if (p)
+                (void) munmap(p, (size_t) st.st_size);
+        if (k < 0)
+                return log_error_errno(k, "Failed to copy %s to %s: %m", from, to);
+        return 0;
+}
+
+/* Make name show the stored bytes: a hard link put in place atomically
+ * (link to a temp name, rename), or a copy across file systems. */
+static int place_file(const char *stored, const char *name) {
         _cleanup_free_ char *tmp = NULL, *dir = NULL;
         struct stat a, b;
+        int k;
 
-        if (stat(hashed, &a) < 0)
-                return log_error_errno(-errno, "%s: stored target file missing: %m", hashed);
-        if (stat(plain, &b) >= 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        if (stat(stored, &a) < 0)
+                return log_error_errno(-errno, "%s: stored target file missing: %m", stored);
+        if (stat(name, &b) >= 0 &&
+            ((a.st_dev == b.st_dev && a.st_ino == b.st_ino) ||
+             (a.st_size == b.st_size && files_equal(stored, name) > 0)))
                 return 0;
-        dir = strdup(plain);
+        k = make_parent(name);
+        if (k < 0)
+                return k;
+        dir = strdup(name);
         if (!dir)
                 return log_oom();
         *strrchr(dir, '/') = 0;
-        if (asprintf(&tmp, "%s/.#%s.link", dir, strrchr(plain, '/') + 1) < 0)
+        if (asprintf(&tmp, "%s/.#%s.link", dir, strrchr(name, '/') + 1) < 0)
                 return log_oom();
         (void) unlink(tmp);
-        if (link(hashed, tmp) < 0)
-                return log_error_errno(-errno, "Failed to link %s to %s: %m", tmp, hashed);
-        if (rename(tmp, plain) < 0) {
-                int e = -errno;
+        if (link(stored, tmp) < 0) {
+                if (errno == EXDEV)
+                        return copy_file(stored, name);
+                return log_error_errno(-errno, "Failed to link %s to %s: %m", tmp, stored);
+        }
+        if (rename(tmp, name) < 0) {
+                k = -errno;
                 (void) unlink(tmp);
-                return log_error_errno(e, "Failed to rename %s to %s: %m", tmp, plain);
+                return log_error_errno(k, "Failed to rename %s to %s: %m", tmp, name);
         }
         (void) fsync_directory(dir);
         return 0;
@@ -250,14 +339,16 @@ int repo_link_target_files(Repo *r) {
         for (RepoRole i = REPO_ROLE_TARGETS; i < _REPO_ROLE_MAX; i++)
                 for (size_t j = 0; j < p.roles[i]->n_targets; j++) {
                         const TufTargetFile *f = &p.roles[i]->targets[j];
-                        _cleanup_free_ char *hashed = NULL, *plain = NULL;
+                        _cleanup_(repo_target_paths_done) RepoTargetPaths paths = {};
 
                         if (!f->hashes.has_sha256)
                                 continue;  /* not one of ours */
-                        k = repo_target_file_paths(r, f->path, &f->hashes, &hashed, &plain);
+                        k = repo_target_file_paths(r, f->path, &f->hashes, &paths);
                         if (k < 0)
                                 return log_oom();
-                        k = link_plain_name(hashed, plain);
+                        k = place_file(paths.stored, paths.hashed);
+                        if (k >= 0)
+                                k = place_file(paths.stored, paths.plain);
                         if (k < 0)
                                 return k;
                 }

@@ -174,6 +174,7 @@ download "$md" "$tmp/dl1" payloads/update.tar manifests/test-2026-11.yaml orders
 cmp "$tmp/update.tar" "$(find_download "$tmp/dl1" payloads/update.tar)" || fail "downloaded payload differs"
 cmp "$tmp/patch.yaml" "$(find_download "$tmp/dl1" manifests/test-2026-11.yaml)" || fail "downloaded manifest differs"
 cmp "$tmp/order.yaml" "$(find_download "$tmp/dl1" orders/laptop-0042.yaml)" || fail "downloaded order differs"
+grep -q "GET /repo/targets/payloads/$sha.update.tar " "$NGINX_LOG" || fail "the client did not fetch the hash-prefixed name"
 ok "oobctl verified and downloaded the payload, manifest and order (byte-identical)"
 
 # ---- rotations, a new publication, refresh -----------------------------------------------
@@ -222,6 +223,63 @@ grep -q 'interrupted publication' "$tmp/out" || fail "the interrupted publicatio
 cmp "$tmp/ts-before" "$r/public/metadata/timestamp.json" || fail "timestamp.json not rewritten identically"
 download "$md" "$tmp/dl5" payloads/update.tar || fail "client after recovery"
 ok "remove; an interrupted publication is finished by the next command"
+
+# ---- every other role's key, an interrupted rotation, public/ rebuilt --------------------
+for role in snapshot targets releases helpdesk; do
+	old=$(status "d.roles.$role.keys[0].keyid")
+	repo --repo "$r" rotate-key "$role" --key-type ecdsa || { cat "$tmp/out" >&2; fail "rotate-key $role"; }
+	[ "$(status "d.roles.$role.keys[0].keyid")" != "$old" ] || fail "$role keyid unchanged"
+	[ "$(status "d.roles.$role.keys[0].scheme")" = ecdsa-sha2-nistp256 ] || fail "$role key is not ecdsa"
+done
+download "$md" "$tmp/dl6" payloads/update.tar orders/laptop-0042.yaml || fail "client after rotating every role"
+cmp "$tmp/order.yaml" "$(find_download "$tmp/dl6" orders/laptop-0042.yaml)" || fail "order differs after rotations"
+
+# Died before renaming keys/ROLE.pem.new after the commit: the next command finishes the rename.
+mv "$r/keys/helpdesk.pem" "$r/keys/helpdesk.pem.new"
+cp -p "$r/keys/helpdesk.pem.old-1" "$r/keys/helpdesk.pem"
+repo --repo "$r" status || fail "status after an interrupted rotation"
+grep -q 'Finishing the interrupted rotation of the helpdesk key' "$tmp/out" || fail "interrupted rotation not finished"
+[ ! -e "$r/keys/helpdesk.pem.new" ] && [ -f "$r/keys/helpdesk.pem.old-2" ] || fail "keys/ not as expected after recovery"
+# Died before the commit: the new key was never listed and is discarded.
+cp -p "$r/keys/releases.pem.old-1" "$r/keys/timestamp.pem.new"
+repo --repo "$r" refresh || fail "refresh after an uncommitted rotation"
+grep -q 'Discarding' "$tmp/out" || fail "uncommitted key not discarded"
+[ ! -e "$r/keys/timestamp.pem.new" ] || fail "keys/timestamp.pem.new left behind"
+
+# public/ is derived: deleted, it is rebuilt, with the target files.
+rm -rf "$r/public"
+repo --repo "$r" publish || fail "publish after public/ was deleted"
+cmp "$tmp/update.tar" "$r/public/targets/payloads/$sha.update.tar" || fail "payload not rebuilt in public/"
+download "$md" "$tmp/dl7" payloads/update.tar || fail "client after public/ was rebuilt"
+
+# Concurrent runs wait for each other (the cron refresh and an admin).
+v=$(status 'd.roles.timestamp.version')
+timeout 60 "$oobrepo" --repo "$r" refresh >"$tmp/c1" 2>&1 & p1=$!
+timeout 60 "$oobrepo" --repo "$r" refresh >"$tmp/c2" 2>&1 & p2=$!
+wait "$p1" || fail "concurrent refresh 1: $(cat "$tmp/c1")"
+wait "$p2" || fail "concurrent refresh 2: $(cat "$tmp/c2")"
+cat "$tmp/c1" "$tmp/c2" >>"$log"
+[ "$(status 'd.roles.timestamp.version')" = $((v + 2)) ] || fail "two concurrent refreshes did not make two timestamps"
+
+repo --repo "$r" publish --expires releases=30d || fail "publish --expires"
+exp=$(status 'd.roles.releases.expires')
+[ "$(( $(date -u -d "$exp" +%s) - $(date -u +%s) ))" -le $((30 * 86400)) ] || fail "releases expiry not 30 days: $exp"
+download "$md" "$tmp/dl8" payloads/update.tar || fail "client after publish --expires"
+ok "rotate-key snapshot/targets/releases/helpdesk (ecdsa), interrupted rotations recovered, public/ rebuilt, concurrent runs, --expires"
+
+# ---- ecdsa keys without consistent snapshots ------------------------------------------------
+r2=$tmp/repo2
+repo --repo "$r2" init --key-type ecdsa --no-consistent-snapshot --expires timestamp=2h || fail "init ecdsa"
+[ "$(json 'd.signed.consistent_snapshot' <"$r2/public/metadata/root.json")" = false ] || fail "consistent_snapshot not false"
+repo --repo "$r2" add-payload "$tmp/update.tar" --name u.tar || fail "add-payload (repo2)"
+ln -s "$r2/public" "$tmp/nginx/www/repo2"
+url=$NGINX_HTTPS/repo2
+timeout 30 "$oobctl" tuf --metadata-dir "$tmp/client2" init "$r2/public/metadata/1.root.json" >/dev/null || fail "init (repo2)"
+download "$tmp/client2" "$tmp/dl9" payloads/u.tar || fail "client (no consistent snapshots)"
+cmp "$tmp/update.tar" "$(find_download "$tmp/dl9" payloads/u.tar)" || fail "payload differs (repo2)"
+grep -q 'GET /repo2/targets/payloads/u.tar ' "$NGINX_LOG" || fail "the client did not fetch the plain name"
+grep -q 'GET /repo2/metadata/snapshot.json ' "$NGINX_LOG" || fail "the client did not fetch snapshot.json"
+ok "ecdsa keys, no consistent snapshots: the client reads plain names"
 
 # ---- no key material was ever printed ------------------------------------------------------
 for f in "$r"/keys/*.pem*; do
