@@ -3,14 +3,14 @@
 #
 # Interoperability: another TUF client (tuf-js, tests/interop/client.mjs)
 # against repositories published by oob-repo, served by nginx over TLS.
-# For each key type oob-repo offers (ed25519, ecdsa, rsa): init, add two
-# payloads (targets "payloads/NAME" under the delegated role "releases"),
-# tuf-js starts from 1.root.json, downloads both and the bytes must match.
-# On the ed25519 repository, further: a payload added later is seen by the
-# same client (new timestamp/snapshot/releases versions), a rotated timestamp
-# key (oob-repo rotate-key timestamp, when available) is followed by both the
-# existing client and a fresh one, and a tampered payload makes tuf-js fail
-# without leaving the file in the target dir.
+# For each key type oob-repo offers (ed25519, ecdsa, rsa) and once without
+# consistent snapshots: init, add two payloads (targets "payloads/NAME" under
+# the delegated role "releases"), tuf-js starts from 1.root.json, downloads
+# both and the bytes must match. On the ed25519 repository, further: a payload
+# added later (non-ASCII name with a space) is seen by the same client, rotated
+# timestamp and root keys (oob-repo rotate-key) are followed by the existing
+# client and by a fresh one from 1.root.json, and a tampered payload makes
+# tuf-js fail without leaving the file in the target dir.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,6 +31,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -52,45 +53,72 @@ root_version() { node -e 'console.log(require(process.argv[1]).signed.version)' 
 head -c 20000 /dev/urandom >"$tmp/a.tar"
 head -c 777 /dev/urandom >"$tmp/b.bin"
 printf 'added later\n' >"$tmp/c.txt"
+# A payload name with a space and non-ASCII letters (percent-encoded in URLs
+# and in the saved file name).
+uname='notes ü 1.txt'
+uname_file=$(node -e 'console.log(encodeURIComponent(process.argv[1]))' "payloads/$uname")
 
-for kt in ed25519 ecdsa rsa; do
-	r=$tmp/repo-$kt
-	repo --repo "$r" init --key-type "$kt" >/dev/null || fail "$kt: oob-repo init"
-	repo --repo "$r" add-payload "$tmp/a.tar" --name a.tar >/dev/null || fail "$kt: add-payload a.tar"
-	repo --repo "$r" add-payload "$tmp/b.bin" --name b.bin >/dev/null || fail "$kt: add-payload b.bin"
-	[ -f "$r/public/metadata/1.root.json" ] || fail "$kt: no public/metadata/1.root.json"
+# NAME:oob-repo init options
+for spec in "ed25519:--key-type ed25519" "ecdsa:--key-type ecdsa" "rsa:--key-type rsa" \
+	"plain:--key-type ed25519 --no-consistent-snapshot"; do
+	n=${spec%%:*}
+	read -r -a init_opts <<<"${spec#*:}"
+	r=$tmp/repo-$n
+	repo --repo "$r" init "${init_opts[@]}" >/dev/null || fail "$n: oob-repo init ${init_opts[*]}"
+	repo --repo "$r" add-payload "$tmp/a.tar" --name a.tar >/dev/null || fail "$n: add-payload a.tar"
+	repo --repo "$r" add-payload "$tmp/b.bin" --name b.bin >/dev/null || fail "$n: add-payload b.bin"
+	[ -f "$r/public/metadata/1.root.json" ] || fail "$n: no public/metadata/1.root.json"
 	# Serve only the public tree (the keys stay out of the web root).
-	ln -s "$r/public" "$www/$kt"
+	ln -s "$r/public" "$www/$n"
 
-	md=$tmp/$kt/md dl=$tmp/$kt/dl
-	tufjs "$kt" "$md" "$dl" --root "$r/public/metadata/1.root.json" \
-		--target payloads/a.tar --target payloads/b.bin || fail "$kt: tuf-js refresh and download"
-	cmp "$tmp/a.tar" "$dl/payloads%2Fa.tar" || fail "$kt: payloads/a.tar differs"
-	cmp "$tmp/b.bin" "$dl/payloads%2Fb.bin" || fail "$kt: payloads/b.bin differs"
-	echo "$kt: tuf-js verified and downloaded payloads/a.tar and payloads/b.bin"
+	md=$tmp/$n/md dl=$tmp/$n/dl
+	tufjs "$n" "$md" "$dl" --root "$r/public/metadata/1.root.json" \
+		--target payloads/a.tar --target payloads/b.bin || fail "$n: tuf-js refresh and download"
+	cmp "$tmp/a.tar" "$dl/payloads%2Fa.tar" || fail "$n: payloads/a.tar differs"
+	cmp "$tmp/b.bin" "$dl/payloads%2Fb.bin" || fail "$n: payloads/b.bin differs"
+	# The layout tuf-js used follows the root's consistent_snapshot.
+	if [ "$n" = plain ]; then
+		grep -q "\"GET /$n/metadata/snapshot.json HTTP/[0-9.]*\" 200 " "$NGINX_LOG" ||
+			fail "$n: tuf-js did not fetch snapshot.json"
+	else
+		grep -Eq "\"GET /$n/targets/payloads/[0-9a-f]{64,128}\.a\.tar HTTP/[0-9.]*\" 200 " "$NGINX_LOG" ||
+			fail "$n: tuf-js did not fetch a hash-prefixed target"
+	fi
+	echo "$n (${init_opts[*]}): tuf-js verified and downloaded payloads/a.tar and payloads/b.bin"
 done
 
 r=$tmp/repo-ed25519 md=$tmp/ed25519/md
 
 # A later publication: the same client moves to the new versions.
-repo --repo "$r" add-payload "$tmp/c.txt" --name c.txt >/dev/null || fail "add-payload c.txt"
-tufjs ed25519 "$md" "$tmp/ed25519/dl2" --target payloads/c.txt || fail "tuf-js after a new payload"
-cmp "$tmp/c.txt" "$tmp/ed25519/dl2/payloads%2Fc.txt" || fail "payloads/c.txt differs"
-echo "ed25519: tuf-js followed a new publication (payloads/c.txt)"
+repo --repo "$r" add-payload "$tmp/c.txt" --name "$uname" >/dev/null || fail "add-payload '$uname'"
+tufjs ed25519 "$md" "$tmp/ed25519/dl2" --target "payloads/$uname" || fail "tuf-js after a new payload"
+cmp "$tmp/c.txt" "$tmp/ed25519/dl2/$uname_file" || fail "payloads/$uname differs"
+echo "ed25519: tuf-js followed a new publication (payloads/$uname)"
 
-# Key rotation: a new root (signed by the old and new root) lists the new
-# timestamp key; the existing client must walk to it, a fresh one too.
+# keyids ROOT_FILE ROLE: the role's keyids in that root.
+keyids() { node -e 'console.log(require(process.argv[1]).signed.roles[process.argv[2]].keyids.join(","))' "$1" "$2"; }
+
+# Key rotation: each rotation is a new root, signed by the old and the new
+# root keys; the existing client must walk to it, and a fresh client from
+# 1.root.json through the whole chain.
 if "$oobrepo" --help 2>&1 | grep -q rotate-key; then
 	before=$(root_version "$md/root.json")
-	repo --repo "$r" rotate-key timestamp >/dev/null || fail "oob-repo rotate-key timestamp"
-	tufjs ed25519 "$md" "$tmp/ed25519/dl3" --target payloads/a.tar || fail "tuf-js after rotate-key timestamp"
+	for role in timestamp root; do
+		old=$(keyids "$r/public/metadata/root.json" "$role")
+		repo --repo "$r" rotate-key "$role" >/dev/null || fail "oob-repo rotate-key $role"
+		new=$(keyids "$r/public/metadata/root.json" "$role")
+		[ "$old" != "$new" ] || fail "rotate-key $role: keyids unchanged ($old)"
+		tufjs ed25519 "$md" "$tmp/ed25519/dl-$role" --target payloads/a.tar ||
+			fail "tuf-js after rotate-key $role"
+		cmp "$tmp/a.tar" "$tmp/ed25519/dl-$role/payloads%2Fa.tar" || fail "payloads/a.tar differs after rotating $role"
+	done
 	after=$(root_version "$md/root.json")
-	[ "$after" -gt "$before" ] || fail "root version did not advance after rotate-key ($before -> $after)"
-	cmp "$tmp/a.tar" "$tmp/ed25519/dl3/payloads%2Fa.tar" || fail "payloads/a.tar differs after rotation"
-	tufjs ed25519 "$tmp/ed25519/md-fresh" "$tmp/ed25519/dl4" --root "$r/public/metadata/1.root.json" \
-		--target payloads/b.bin || fail "fresh tuf-js client after rotate-key timestamp"
-	cmp "$tmp/b.bin" "$tmp/ed25519/dl4/payloads%2Fb.bin" || fail "payloads/b.bin differs (fresh client)"
-	echo "ed25519: tuf-js followed the timestamp key rotation (root $before -> $after)"
+	[ "$after" -ge $((before + 2)) ] || fail "root version did not advance twice after two rotations ($before -> $after)"
+	tufjs ed25519 "$tmp/ed25519/md-fresh" "$tmp/ed25519/dl-fresh" --root "$r/public/metadata/1.root.json" \
+		--target payloads/b.bin || fail "fresh tuf-js client after the rotations"
+	[ "$(root_version "$tmp/ed25519/md-fresh/root.json")" -eq "$after" ] || fail "fresh client did not reach root v$after"
+	cmp "$tmp/b.bin" "$tmp/ed25519/dl-fresh/payloads%2Fb.bin" || fail "payloads/b.bin differs (fresh client)"
+	echo "ed25519: tuf-js followed timestamp and root key rotations (root $before -> $after)"
 else
 	echo "SKIP: oob-repo has no rotate-key command; key rotation not tested"
 fi

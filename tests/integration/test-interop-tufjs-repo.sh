@@ -33,6 +33,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -67,14 +68,17 @@ for v in cs plain; do
 	grep -q "\"GET /$v/metadata/3.root.json HTTP/[0-9.]*\" 404 " "$NGINX_LOG" ||
 		fail "$v: the client did not look for 3.root.json"
 
+	# Target paths, and the file names the client saves them under.
 	mapfile -t names < <(node -e 'const i = require(process.argv[1]); for (const p of [...i.targets, ...i.delegated]) console.log(p)' \
 		"$www/$v/info.json")
-	[ "${#names[@]}" -eq 4 ] || fail "$v: expected 4 targets in info.json"
+	mapfile -t files < <(node -e 'const i = require(process.argv[1]); for (const p of [...i.targets, ...i.delegated]) console.log(encodeURIComponent(p))' \
+		"$www/$v/info.json")
+	[ "${#names[@]}" -eq 5 ] || fail "$v: expected 5 targets in info.json"
 	download "$v" "$md" "$dl" "${names[@]}" || fail "$v: download ${names[*]}"
-	for n in "${names[@]}"; do
-		cmp "$www/$v/originals/$n" "$dl/${n//\//%2F}" || fail "$v: $n differs"
+	for i in "${!names[@]}"; do
+		cmp "$www/$v/originals/${names[$i]}" "$dl/${files[$i]}" || fail "$v: ${names[$i]} differs"
 	done
-	echo "$v: refresh and download of ${names[*]} OK"
+	echo "$v: refresh and download of ${#names[@]} targets OK"
 done
 
 # A delegated target fetched through "releases" means releases metadata was

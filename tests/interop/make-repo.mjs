@@ -114,6 +114,8 @@ const topTargets = {
         'hello.txt': Buffer.from('hello from a tuf-js repository\n'),
         'empty.txt': Buffer.alloc(0),
         'sub/dir/nested.bin': crypto.randomBytes(70000),
+        // Non-ASCII and a space: percent-encoded in URLs and file names.
+        'docs/notes ü 1.txt': Buffer.from('notes\n'),
 };
 const delegatedTargets = {
         'payloads/delegated.tar': crypto.randomBytes(5000),
