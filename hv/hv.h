@@ -209,3 +209,10 @@ typedef struct WindowsInfo {
 /* Read from SOFTWARE\Microsoft\Windows NT\CurrentVersion of the offline volume. */
 int windows_info_read(NtfsVolume *v, WindowsInfo *ret);
 void windows_info_done(WindowsInfo *w);
+
+/* ---- registry: hive files of the host (added by registry.c) ---------------- */
+
+/* The same as registry_hive_open() on a hive file outside any volume (a
+ * hive extracted for inspection, tests): copied to a private temp file too;
+ * registry_hive_commit() replaces path atomically (temp file + rename). */
+int registry_hive_open_file(const char *path, bool writable, RegistryHive **ret);
