@@ -8,9 +8,11 @@
 #              (ed25519, ecdsa-sha2-nistp256, rsassa-pss-sha256, a 2-of-2
 #              threshold), lengths/hashes of metadata in snapshot
 #   - "plain": no consistent snapshots, ed25519 only, versions only
-# Both rotate root once (1.root.json -> 2.root.json). For each: init with
-# 1.root.json, refresh, download every target (one only through the delegated
-# role "releases") and compare bytes. Then the negative side: a tampered target
+# Both rotate root once (1.root.json -> 2.root.json) and carry quirks of real
+# repositories (see make-repo.mjs). For each: init with 1.root.json, refresh,
+# download every target (two only through delegated roles: "releases" by glob,
+# "bins" by path_hash_prefixes; one with a space and non-ASCII in its path)
+# and compare bytes. Then the negative side: a tampered target
 # (same length, then longer), and a metadata document changed without
 # re-signing, must be refused (exit 1) and leave nothing in the target dir.
 set -euo pipefail
@@ -73,7 +75,7 @@ for v in cs plain; do
 		"$www/$v/info.json")
 	mapfile -t files < <(node -e 'const i = require(process.argv[1]); for (const p of [...i.targets, ...i.delegated]) console.log(encodeURIComponent(p))' \
 		"$www/$v/info.json")
-	[ "${#names[@]}" -eq 5 ] || fail "$v: expected 5 targets in info.json"
+	[ "${#names[@]}" -eq 6 ] || fail "$v: expected 6 targets in info.json"
 	download "$v" "$md" "$dl" "${names[@]}" || fail "$v: download ${names[*]}"
 	for i in "${!names[@]}"; do
 		cmp "$www/$v/originals/${names[$i]}" "$dl/${files[$i]}" || fail "$v: ${names[$i]} differs"
@@ -81,10 +83,12 @@ for v in cs plain; do
 	echo "$v: refresh and download of ${#names[@]} targets OK"
 done
 
-# A delegated target fetched through "releases" means releases metadata was
-# loaded; check it was fetched under the right name in both layouts.
+# The delegated roles' metadata was fetched under the right name in both
+# layouts ("releases" by glob, "bins" by path_hash_prefixes).
 [ "$(served /cs/metadata/1.releases.json)" -ge 1 ] || fail "cs: 1.releases.json not fetched"
 [ "$(served /plain/metadata/releases.json)" -ge 1 ] || fail "plain: releases.json not fetched"
+[ "$(served /cs/metadata/1.bins.json)" -ge 1 ] || fail "cs: 1.bins.json not fetched"
+[ "$(served /plain/metadata/bins.json)" -ge 1 ] || fail "plain: bins.json not fetched"
 
 # expect_refused VARIANT MDDIR NAME WHAT: downloading NAME must fail (exit 1)
 # and leave nothing in the target dir.

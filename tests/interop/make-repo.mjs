@@ -12,10 +12,14 @@
 // DIR/targets/    target files, "HASH.NAME" for every listed hash (consistent)
 //                 or "NAME"
 // DIR/originals/  the target files under their target paths, for cmp
-// DIR/info.json   {"consistent_snapshot", "targets": [paths], "delegated": [paths]}
+// DIR/info.json   {"consistent_snapshot", "keys", "targets": [paths], "delegated": [paths]}
 //
 // Root is rotated once: 1.root.json (root key A) -> 2.root.json (root key B,
-// signed by A and B). Key types with --keys mixed: root, timestamp ed25519;
+// signed by A and B). Delegations: "releases" (paths ["payloads/*"],
+// terminating) and "bins" (path_hash_prefixes). Quirks of real repositories
+// a client must take: a legacy timestamp key with "keyid_hash_algorithms"
+// (keyid over that object), a signature by an unknown key on timestamp, an
+// unrecognized field in targets, non-ASCII text and a newline in "custom". Key types with --keys mixed: root, timestamp ed25519;
 // snapshot ecdsa-sha2-nistp256 (keytype "ecdsa"); targets threshold 2 of
 // {ed25519, ecdsa (keytype "ecdsa-sha2-nistp256")};
 // the delegated role "releases" (paths ["payloads/*"]) rsassa-pss-sha256.
@@ -58,7 +62,7 @@ if (!out || !['mixed', 'ed25519'].includes(keyMode))
 
 // A signer: the public Key as metadata lists it plus a sign(bytes) function
 // returning a Signature, which is what Metadata.sign() takes.
-function makeSigner(type, legacyName = false) {
+function makeSigner(type, legacyName = false, legacyKeyid = false) {
         let keytype, scheme, pub, signFn;
         if (type === 'ed25519') {
                 const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519');
@@ -89,10 +93,14 @@ function makeSigner(type, legacyName = false) {
                 throw new Error(`unknown key type ${type}`);
         }
         const keyval = { public: pub };
+        // Older python-tuf keys (still in Sigstore's root) carry
+        // "keyid_hash_algorithms", and their keyid hashes the object with it:
+        // a client must take keyids as listed, not recompute them.
+        const extra = legacyKeyid ? { keyid_hash_algorithms: ['sha256', 'sha512'] } : {};
         const keyID = crypto.createHash('sha256')
-                .update(canonicalize({ keytype, keyval, scheme }))
+                .update(canonicalize({ keytype, keyval, scheme, ...extra }))
                 .digest('hex');
-        const key = new Key({ keyID, keyType: keytype, scheme, keyVal: keyval });
+        const key = new Key({ keyID, keyType: keytype, scheme, keyVal: keyval, unrecognizedFields: extra });
         const signer = (data) => new Signature({ keyID, sig: signFn(data).toString('hex') });
         return { key, signer };
 }
@@ -101,11 +109,13 @@ const mixed = keyMode === 'mixed';
 const keys = {
         rootA: makeSigner('ed25519'),
         rootB: makeSigner('ed25519'),
-        timestamp: makeSigner('ed25519'),
+        timestamp: makeSigner('ed25519', false, true),
         snapshot: makeSigner(mixed ? 'ecdsa' : 'ed25519'),
         targets1: makeSigner('ed25519'),
         targets2: makeSigner(mixed ? 'ecdsa' : 'ed25519', true),
         releases: makeSigner(mixed ? 'rsa' : 'ed25519'),
+        bins: makeSigner('ed25519'),
+        stranger: makeSigner('ed25519'),
 };
 
 // ---- target files -------------------------------------------------------------
@@ -120,6 +130,9 @@ const topTargets = {
 const delegatedTargets = {
         'payloads/delegated.tar': crypto.randomBytes(5000),
 };
+// Delegated to "bins" by path_hash_prefixes (not by a glob).
+const binsPath = 'bins/by-hash-prefix.txt';
+const binsTargets = { [binsPath]: Buffer.from('found through path_hash_prefixes\n') };
 
 const metaDir = path.join(out, 'metadata');
 const targetsDir = path.join(out, 'targets');
@@ -182,12 +195,24 @@ const releasesMd = new Metadata(releases);
 releasesMd.sign(keys.releases.signer);
 const releasesBytes = writeMetadata(consistent ? '1.releases.json' : 'releases.json', releasesMd);
 
+// Delegated role "bins" (path_hash_prefixes).
+const bins = new Targets({ version: 1, specVersion, expires });
+for (const [p, data] of Object.entries(binsTargets))
+        bins.addTarget(publishTarget(p, data));
+const binsMd = new Metadata(bins);
+binsMd.sign(keys.bins.signer);
+const binsBytes = writeMetadata(consistent ? '1.bins.json' : 'bins.json', binsMd);
+const binsPrefix = crypto.createHash('sha256').update(binsPath).digest('hex').slice(0, 4);
+
 // Top-level targets: delegates payloads/* to releases; one target carries a
 // "custom" object with non-ASCII text and a newline (canonical JSON leaves
 // both unescaped), and the signed part has an unrecognized field, which a
 // client must keep in what it canonicalizes.
 const delegations = new Delegations({
-        keys: { [keys.releases.key.keyID]: keys.releases.key },
+        keys: {
+                [keys.releases.key.keyID]: keys.releases.key,
+                [keys.bins.key.keyID]: keys.bins.key,
+        },
         roles: {
                 releases: new DelegatedRole({
                         name: 'releases',
@@ -195,6 +220,13 @@ const delegations = new Delegations({
                         threshold: 1,
                         terminating: true,
                         paths: ['payloads/*'],
+                }),
+                bins: new DelegatedRole({
+                        name: 'bins',
+                        keyIDs: [keys.bins.key.keyID],
+                        threshold: 1,
+                        terminating: false,
+                        pathHashPrefixes: ['0000', binsPrefix],
                 }),
         },
 });
@@ -220,6 +252,7 @@ const snapshot = new Snapshot({
         meta: {
                 'targets.json': metaFileFor(targetsBytes, 1, consistent),
                 'releases.json': metaFileFor(releasesBytes, 1, consistent),
+                'bins.json': metaFileFor(binsBytes, 1, consistent),
         },
 });
 const snapshotMd = new Metadata(snapshot);
@@ -232,6 +265,8 @@ const timestamp = new Timestamp({
 });
 const timestampMd = new Metadata(timestamp);
 timestampMd.sign(keys.timestamp.signer);
+// A signature by a key nobody delegated to: ignored, never counted.
+timestampMd.sign(keys.stranger.signer);
 writeMetadata('timestamp.json', timestampMd);
 
 // Root v1 (root key A) and v2 (root key B), v2 signed by both.
@@ -264,5 +299,5 @@ fs.writeFileSync(path.join(out, 'info.json'), JSON.stringify({
         consistent_snapshot: consistent,
         keys: keyMode,
         targets: Object.keys(topTargets),
-        delegated: Object.keys(delegatedTargets),
+        delegated: [...Object.keys(delegatedTargets), ...Object.keys(binsTargets)],
 }, null, 1) + '\n');
