@@ -154,13 +154,18 @@ int ntfs_volume_list(NtfsVolume *v, const char *path, char ***ret);
 /* The Windows volume: the NTFS partition holding Windows/System32/config/SYSTEM. */
 int disk_find_windows(OfflineDisk *d, Partition *ret);
 
-/* -- added by the disk helper (implemented in ntfs.c) -- */
+/* -- added by the disk helper (implemented in ntfs.c, partition.c) -- */
+/* The other half of the string tables above. */
+PartitionTable partition_table_from_string(const char *s);
+PartitionKind partition_kind_from_string(const char *s);
+VolumeRefusal volume_refusal_from_string(const char *s);
+/* (Not ntfs_volume_rename: libntfs-3g's volume.h declares that name.) */
 /* Rename a file (not a directory), possibly into another existing directory;
  * an existing file at to is replaced. Not atomic (libntfs-3g has no journal):
  * the old to is deleted first, so after a crash the new contents are under
  * from or to, never lost. -ENOENT when from is absent, -EISDIR for
  * directories. */
-int ntfs_volume_rename(NtfsVolume *v, const char *from, const char *to);
+int ntfs_volume_rename_file(NtfsVolume *v, const char *from, const char *to);
 /* Remove an empty directory; -ENOTEMPTY otherwise, -ENOTDIR for files. */
 int ntfs_volume_rmdir(NtfsVolume *v, const char *path);
 
