@@ -166,6 +166,10 @@ VolumeRefusal volume_refusal_from_string(const char *s);
  * from or to, never lost. -ENOENT when from is absent, -EISDIR for
  * directories. */
 int ntfs_volume_rename_file(NtfsVolume *v, const char *from, const char *to);
+/* Transitional, for registry.c written against the first name: remove once
+ * it calls ntfs_volume_rename_file. (Harmless in ntfs.c, which includes
+ * libntfs-3g's headers before this one.) */
+#define ntfs_volume_rename ntfs_volume_rename_file
 /* Remove an empty directory; -ENOTEMPTY otherwise, -ENOTDIR for files. */
 int ntfs_volume_rmdir(NtfsVolume *v, const char *path);
 
