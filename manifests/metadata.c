@@ -125,13 +125,13 @@ static int check_spec_version(const char *s) {
         if (empty || parts < 2 || parts > 3)
                 return -EPROTO;
         if (!strneq(s, "1.", 2))
-                return -EPROTO;  /* another major version: its rules may differ */
+                return -EPROTO; /* another major version: its rules may differ */
         return 0;
 }
 
 /* _type, spec_version, version, expires: common to all four roles. */
-static int parse_common(const json_t *j, TufRoleType type, uint64_t *ret_version,
-                        int64_t *ret_expires, char **ret_spec_version) {
+static int parse_common(const json_t *j, TufRoleType type, uint64_t *ret_version, int64_t *ret_expires,
+                        char **ret_spec_version) {
         const char *t, *spec, *expires;
         uint64_t version;
         int64_t e;
@@ -334,8 +334,7 @@ int tuf_envelope_parse(const void *data, size_t size, TufEnvelope **ret) {
  * however often its keyid is listed, however many signatures name it, and
  * whatever other keyid lists the same key material.
  */
-int tuf_envelope_verify(const TufEnvelope *e, const TufKey *keys, size_t n_keys,
-                        const TufRoleKeys *role) {
+int tuf_envelope_verify(const TufEnvelope *e, const TufKey *keys, size_t n_keys, const TufRoleKeys *role) {
         _cleanup_free_ const TufKey **counted = NULL;
         size_t n_counted = 0;
 
@@ -480,8 +479,7 @@ static json_t *meta_file_to_json(const TufMetaFile *m) {
                 return NULL;
         if (json_object_set_new(o, "version", json_integer((json_int_t) m->version)) < 0)
                 return NULL;
-        if (m->length > 0 &&
-            json_object_set_new(o, "length", json_integer((json_int_t) m->length)) < 0)
+        if (m->length > 0 && json_object_set_new(o, "length", json_integer((json_int_t) m->length)) < 0)
                 return NULL;
         if (m->hashes.has_sha256 || m->hashes.has_sha512) {
                 json_t *h = NULL;
@@ -685,7 +683,7 @@ static int parse_delegated_role(const json_t *o, TufDelegatedRole *d) {
 }
 
 static int strcmp_ptr(const void *a, const void *b) {
-        return strcmp(*(const char * const *) a, *(const char * const *) b);
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
 static int parse_delegations(const json_t *o, TufTargets *t) {
@@ -826,8 +824,8 @@ static int append_new(json_t *a, json_t *v) {
         return 0;
 }
 
-static int common_to_json(TufRoleType type, uint64_t version, int64_t expires,
-                          const char *spec_version, json_t **ret) {
+static int common_to_json(TufRoleType type, uint64_t version, int64_t expires, const char *spec_version,
+                          json_t **ret) {
         _cleanup_json_ json_t *o = NULL;
         char buf[21];
         int r;
@@ -878,12 +876,12 @@ static int keys_to_json(const TufKey *keys, size_t n_keys, json_t **ret) {
         return 0;
 }
 
-static int strv_to_json(char * const *l, json_t **ret) {
+static int strv_to_json(char *const *l, json_t **ret) {
         _cleanup_json_ json_t *a = json_array();
 
         if (!a)
                 return -ENOMEM;
-        for (char * const *i = l; i && *i; i++) {
+        for (char *const *i = l; i && *i; i++) {
                 int r = append_new(a, json_string(*i));
                 if (r < 0)
                         return r;

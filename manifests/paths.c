@@ -41,8 +41,8 @@ bool tuf_target_path_is_valid(const char *path) {
 }
 
 static bool role_char_is_plain(char c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-               c == '_' || c == '.' || c == '~' || c == '-';
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '.' || c == '~' || c == '-';
 }
 
 /*

@@ -35,13 +35,13 @@ typedef struct TrustedTargets {
 struct TufTrustedSet {
         int64_t reference_time;
 
-        TufRoot *initial_root;         /* as loaded, for tuf_trusted_set_rotated() */
-        TufRoot *root;                 /* current; may be the same object as initial_root */
+        TufRoot *initial_root; /* as loaded, for tuf_trusted_set_rotated() */
+        TufRoot *root;         /* current; may be the same object as initial_root */
 
         TufTimestamp *timestamp;
 
-        TufSnapshot *snapshot;         /* trusted: final, matches timestamp, not expired */
-        TufSnapshot *snapshot_floor;   /* authentic but not final (see above), or NULL */
+        TufSnapshot *snapshot;       /* trusted: final, matches timestamp, not expired */
+        TufSnapshot *snapshot_floor; /* authentic but not final (see above), or NULL */
 
         TrustedTargets *targets;
         size_t n_targets;
@@ -85,8 +85,8 @@ static int envelope_for(const void *data, size_t size, TufRoleType type, TufEnve
         if (r < 0)
                 return r;
         if (e->type != type) {
-                log_debug("Expected %s metadata, got %s",
-                          tuf_role_type_to_string(type), tuf_role_type_to_string(e->type));
+                log_debug("Expected %s metadata, got %s", tuf_role_type_to_string(type),
+                          tuf_role_type_to_string(e->type));
                 return -EPROTO;
         }
         *ret = TAKE_PTR(e);
@@ -220,7 +220,7 @@ int tuf_trusted_set_update_timestamp(TufTrustedSet *s, const void *data, size_t 
 }
 
 static int cmp_meta_name(const void *a, const void *b) {
-        const TufMetaFile *x = *(const TufMetaFile * const *) a, *y = *(const TufMetaFile * const *) b;
+        const TufMetaFile *x = *(const TufMetaFile *const *) a, *y = *(const TufMetaFile *const *) b;
 
         return strcmp(x->name, y->name);
 }
@@ -248,8 +248,8 @@ static int check_snapshot_rollback(const TufSnapshot *old, const TufSnapshot *ne
                         return -ESTALE;
                 }
                 if ((*found)->version < key->version) {
-                        log_debug("New snapshot rolls %s back from %" PRIu64 " to %" PRIu64,
-                                  key->name, key->version, (*found)->version);
+                        log_debug("New snapshot rolls %s back from %" PRIu64 " to %" PRIu64, key->name,
+                                  key->version, (*found)->version);
                         return -ESTALE;
                 }
         }
@@ -260,8 +260,14 @@ static int check_snapshot_rollback(const TufSnapshot *old, const TufSnapshot *ne
 static int check_meta_file(const TufMetaFile *m, const void *data, size_t size) {
         if (m->length > 0 && m->length != size)
                 return -EBADMSG;
-        if (m->hashes.has_sha256 || m->hashes.has_sha512)
-                return tuf_hashes_verify(&m->hashes, data, size) < 0 ? -EBADMSG : 0;
+        if (m->hashes.has_sha256 || m->hashes.has_sha512) {
+                int r = tuf_hashes_verify(&m->hashes, data, size);
+
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return -EBADMSG;
+        }
         return 0;
 }
 
@@ -292,14 +298,14 @@ int tuf_trusted_set_update_snapshot(TufTrustedSet *s, const void *data, size_t s
         k = envelope_for(data, size, TUF_ROLE_SNAPSHOT, &e);
         if (k < 0)
                 return k;
-        k = verify_by_root(e, s->root, TUF_ROLE_SNAPSHOT);  /* 5.5.3 */
+        k = verify_by_root(e, s->root, TUF_ROLE_SNAPSHOT); /* 5.5.3 */
         if (k < 0)
                 return k;
         k = tuf_snapshot_from_json(e->signed_json, &n);
         if (k < 0)
                 return k;
 
-        k = check_snapshot_rollback(s->snapshot ?: s->snapshot_floor, n);  /* 5.5.5 */
+        k = check_snapshot_rollback(s->snapshot ?: s->snapshot_floor, n); /* 5.5.5 */
         if (k < 0)
                 return k;
 
@@ -307,8 +313,9 @@ int tuf_trusted_set_update_snapshot(TufTrustedSet *s, const void *data, size_t s
          * cache being out of date); a higher one was never named by any
          * timestamp we trust. */
         if (n->version != m->version || is_expired(s, n->expires)) {
-                int err = n->version < m->version ? -ESTALE :
-                          n->version > m->version ? -EBADMSG : -EKEYEXPIRED;
+                int err = n->version < m->version   ? -ESTALE
+                          : n->version > m->version ? -EBADMSG
+                                                    : -EKEYEXPIRED;
 
                 /* Kept as a rollback floor only; a trusted final snapshot
                  * stays as it is. */
@@ -370,7 +377,7 @@ int tuf_trusted_set_update_targets(TufTrustedSet *s, const char *role, const cha
                 const TufDelegatedRole *dr;
 
                 if (!d)
-                        return -EBUSY;  /* the delegator must be trusted first */
+                        return -EBUSY; /* the delegator must be trusted first */
                 dr = find_delegation(d->targets, role);
                 if (!dr) {
                         log_debug("%s does not delegate to %s", delegator, role);
@@ -387,22 +394,22 @@ int tuf_trusted_set_update_targets(TufTrustedSet *s, const char *role, const cha
         m = tuf_snapshot_find(s->snapshot, meta_name);
         if (!m)
                 return -ENOENT;
-        k = check_meta_file(m, data, size);  /* 5.6.2 */
+        k = check_meta_file(m, data, size); /* 5.6.2 */
         if (k < 0)
                 return k;
 
         k = envelope_for(data, size, TUF_ROLE_TARGETS, &e);
         if (k < 0)
                 return k;
-        k = tuf_envelope_verify(e, keys, n_keys, rk);  /* 5.6.3 */
+        k = tuf_envelope_verify(e, keys, n_keys, rk); /* 5.6.3 */
         if (k < 0)
                 return k;
         k = tuf_targets_from_json(e->signed_json, &t);
         if (k < 0)
                 return k;
-        if (t->version != m->version)  /* 5.6.4 */
+        if (t->version != m->version) /* 5.6.4 */
                 return -ESTALE;
-        if (is_expired(s, t->expires))  /* 5.6.5 */
+        if (is_expired(s, t->expires)) /* 5.6.5 */
                 return -EKEYEXPIRED;
 
         slot = find_targets(s, role);
@@ -420,7 +427,7 @@ int tuf_trusted_set_update_targets(TufTrustedSet *s, const char *role, const cha
         if (!slot)
                 return -ENOMEM;
         s->targets = slot;
-        s->targets[s->n_targets++] = (TrustedTargets) {
+        s->targets[s->n_targets++] = (TrustedTargets){
                 .name = TAKE_PTR(name),
                 .targets = TAKE_PTR(t),
         };

@@ -9,7 +9,7 @@
 
 #include "manifests-internal.h"
 
-#define EXPIRES ((int64_t) 1900000000)  /* 2030-03-17T17:46:40Z */
+#define EXPIRES ((int64_t) 1900000000) /* 2030-03-17T17:46:40Z */
 
 typedef struct TestKey {
         TufPrivateKey *priv;
@@ -85,20 +85,21 @@ static int parse_as(const json_t *j, TufRoleType t) {
 /* A signed root object: K1 root, K2 timestamp and snapshot, K3 targets. */
 static json_t *base_root(void) {
         _cleanup_free_ char *s = NULL;
-        TufKey keys[] = { K1.pub, K2.pub, K3.pub };
-        char *k1[] = { K1.pub.keyid, NULL }, *k2[] = { K2.pub.keyid, NULL }, *k3[] = { K3.pub.keyid, NULL };
+        TufKey keys[] = {K1.pub, K2.pub, K3.pub};
+        char *k1[] = {K1.pub.keyid, NULL}, *k2[] = {K2.pub.keyid, NULL}, *k3[] = {K3.pub.keyid, NULL};
         TufRoot r = {
                 .version = 1,
                 .expires = EXPIRES,
                 .consistent_snapshot = true,
                 .keys = keys,
                 .n_keys = 3,
-                .roles = {
-                        [TUF_ROLE_ROOT] = { k1, 1 },
-                        [TUF_ROLE_TIMESTAMP] = { k2, 1 },
-                        [TUF_ROLE_SNAPSHOT] = { k2, 1 },
-                        [TUF_ROLE_TARGETS] = { k3, 1 },
-                },
+                .roles =
+                        {
+                                [TUF_ROLE_ROOT] = {k1, 1},
+                                [TUF_ROLE_TIMESTAMP] = {k2, 1},
+                                [TUF_ROLE_SNAPSHOT] = {k2, 1},
+                                [TUF_ROLE_TARGETS] = {k3, 1},
+                        },
         };
         size_t n;
 
@@ -112,9 +113,10 @@ static json_t *base_timestamp(void) {
 }
 
 static json_t *base_snapshot(void) {
-        return parse_json("{\"_type\":\"snapshot\",\"expires\":\"2030-01-01T00:00:00Z\",\"meta\":"
-                          "{\"targets.json\":{\"version\":2},\"releases.json\":{\"version\":5,\"length\":10}},"
-                          "\"spec_version\":\"1.0.31\",\"version\":3}");
+        return parse_json(
+                "{\"_type\":\"snapshot\",\"expires\":\"2030-01-01T00:00:00Z\",\"meta\":"
+                "{\"targets.json\":{\"version\":2},\"releases.json\":{\"version\":5,\"length\":10}},"
+                "\"spec_version\":\"1.0.31\",\"version\":3}");
 }
 
 static json_t *base_targets(void) {
@@ -139,7 +141,8 @@ static void set_at(json_t *j, const char *path, json_t *v) {
         if (last) {
                 *last++ = 0;
                 for (part = strtok_r(p, "/", &save); part; part = strtok_r(NULL, "/", &save))
-                        o = json_is_array(o) ? json_array_get(o, strtoul(part, NULL, 10)) : json_object_get(o, part);
+                        o = json_is_array(o) ? json_array_get(o, strtoul(part, NULL, 10))
+                                             : json_object_get(o, part);
         } else
                 last = p;
         ck_assert_ptr_nonnull(o);
@@ -192,7 +195,7 @@ START_TEST(test_envelope_parse) {
         _cleanup_free_ char *doc = NULL;
         size_t n;
 
-        doc = sign_doc(ts, (TestKey *[]) { &K1, &K2 }, 2, &n);
+        doc = sign_doc(ts, (TestKey *[]){&K1, &K2}, 2, &n);
         ck_assert_int_eq(tuf_envelope_parse(doc, n, &e), 0);
         ck_assert_int_eq(e->type, TUF_ROLE_TIMESTAMP);
         ck_assert_uint_eq(e->n_signatures, 2);
@@ -212,21 +215,31 @@ static int parse_envelope_str(const char *s) {
 START_TEST(test_envelope_malformed) {
         ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{\"_type\":\"root\"}}"), 0);
         /* unsigned top-level members are ignored */
-        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{\"_type\":\"root\"},\"x\":1}"), 0);
+        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{\"_type\":\"root\"},\"x\":1}"),
+                         0);
         ck_assert_int_eq(parse_envelope_str("not json"), -EPROTO);
         ck_assert_int_eq(parse_envelope_str("{\"signatures\":[]}"), -EPROTO);
         ck_assert_int_eq(parse_envelope_str("{\"signed\":{\"_type\":\"root\"}}"), -EPROTO);
         ck_assert_int_eq(parse_envelope_str("{\"signatures\":{},\"signed\":{\"_type\":\"root\"}}"), -EPROTO);
         ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":[]}"), -EPROTO);
         ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{}}"), -EPROTO);
-        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{\"_type\":\"mirrors\"}}"), -EPROTO);
+        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{\"_type\":\"mirrors\"}}"),
+                         -EPROTO);
         ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{\"_type\":1}}"), -EPROTO);
-        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[{\"sig\":\"00\"}],\"signed\":{\"_type\":\"root\"}}"), -EPROTO);
-        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[{\"keyid\":\"a\"}],\"signed\":{\"_type\":\"root\"}}"), -EPROTO);
-        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[{\"keyid\":\"\",\"sig\":\"00\"}],\"signed\":{\"_type\":\"root\"}}"), -EPROTO);
-        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[1],\"signed\":{\"_type\":\"root\"}}"), -EPROTO);
+        ck_assert_int_eq(
+                parse_envelope_str("{\"signatures\":[{\"sig\":\"00\"}],\"signed\":{\"_type\":\"root\"}}"),
+                -EPROTO);
+        ck_assert_int_eq(
+                parse_envelope_str("{\"signatures\":[{\"keyid\":\"a\"}],\"signed\":{\"_type\":\"root\"}}"),
+                -EPROTO);
+        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[{\"keyid\":\"\",\"sig\":\"00\"}],\"signed\":{"
+                                            "\"_type\":\"root\"}}"),
+                         -EPROTO);
+        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[1],\"signed\":{\"_type\":\"root\"}}"),
+                         -EPROTO);
         /* floats have no canonical form */
-        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{\"_type\":\"root\",\"v\":1.5}}"), -EPROTO);
+        ck_assert_int_eq(parse_envelope_str("{\"signatures\":[],\"signed\":{\"_type\":\"root\",\"v\":1.5}}"),
+                         -EPROTO);
 }
 END_TEST
 
@@ -240,7 +253,8 @@ START_TEST(test_envelope_caps) {
         memset(id, 'a', TUF_KEYID_MAX + 1);
         id[TUF_KEYID_MAX + 1] = 0;
         f = open_memstream(&s, &n);
-        fprintf(f, "{\"signatures\":[{\"keyid\":\"%s\",\"sig\":\"00\"}],\"signed\":{\"_type\":\"root\"}}", id);
+        fprintf(f, "{\"signatures\":[{\"keyid\":\"%s\",\"sig\":\"00\"}],\"signed\":{\"_type\":\"root\"}}",
+                id);
         fclose(f);
         ck_assert_int_eq(parse_envelope_str(s), -EPROTO);
         free(s);
@@ -264,7 +278,7 @@ END_TEST
 typedef struct Sig {
         const char *keyid;
         const TestKey *key;
-        const char *raw_hex;  /* used as "sig" verbatim when set */
+        const char *raw_hex; /* used as "sig" verbatim when set */
 } Sig;
 
 static TufEnvelope *envelope_with(const Sig *sigs, size_t n) {
@@ -284,12 +298,15 @@ static TufEnvelope *envelope_with(const Sig *sigs, size_t n) {
                 else {
                         if (sigs[i].key)
                                 ck_assert_int_eq(tuf_private_key_sign(sigs[i].key->priv, signed_json,
-                                                                      strlen(signed_json), &raw, &raw_size), 0);
+                                                                      strlen(signed_json), &raw, &raw_size),
+                                                 0);
                         else
                                 raw = calloc(1, raw_size);
                         hex = hexmem(raw, raw_size);
                 }
-                ck_assert_int_eq(json_array_append_new(arr, json_pack("{s:s,s:s}", "keyid", sigs[i].keyid, "sig", hex)), 0);
+                ck_assert_int_eq(json_array_append_new(
+                                         arr, json_pack("{s:s,s:s}", "keyid", sigs[i].keyid, "sig", hex)),
+                                 0);
         }
         doc = json_pack("{s:O,s:o}", "signatures", arr, "signed", parse_json(signed_json));
         ck_assert_int_eq(tuf_json_canonical(doc, &text, &size), 0);
@@ -300,19 +317,19 @@ static TufEnvelope *envelope_with(const Sig *sigs, size_t n) {
 static int verify(const Sig *sigs, size_t n_sigs, const TufKey *keys, size_t n_keys,
                   const char *const *keyids, unsigned threshold) {
         _cleanup_(tuf_envelope_freep) TufEnvelope *e = envelope_with(sigs, n_sigs);
-        TufRoleKeys role = { .keyids = (char **) keyids, .threshold = threshold };
+        TufRoleKeys role = {.keyids = (char **) keyids, .threshold = threshold};
 
         return tuf_envelope_verify(e, keys, n_keys, &role);
 }
 
-#define IDS(...) ((const char *const[]) { __VA_ARGS__, NULL })
+#define IDS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 START_TEST(test_verify_threshold) {
-        const TufKey keys[] = { K1.pub, K2.pub, K3.pub };
-        const Sig both[] = { { K1.pub.keyid, &K1, NULL }, { K2.pub.keyid, &K2, NULL } };
-        const Sig twice[] = { { K1.pub.keyid, &K1, NULL }, { K1.pub.keyid, &K1, NULL } };
-        const Sig not_hex[] = { { K1.pub.keyid, NULL, "zz" } };
-        const Sig misnamed[] = { { "unlisted", &K1, NULL } };
+        const TufKey keys[] = {K1.pub, K2.pub, K3.pub};
+        const Sig both[] = {{K1.pub.keyid, &K1, NULL}, {K2.pub.keyid, &K2, NULL}};
+        const Sig twice[] = {{K1.pub.keyid, &K1, NULL}, {K1.pub.keyid, &K1, NULL}};
+        const Sig not_hex[] = {{K1.pub.keyid, NULL, "zz"}};
+        const Sig misnamed[] = {{"unlisted", &K1, NULL}};
 
         ck_assert_int_eq(verify(both, 2, keys, 3, IDS(K1.pub.keyid, K2.pub.keyid), 2), 0);
         ck_assert_int_eq(verify(both, 2, keys, 3, IDS(K1.pub.keyid, K2.pub.keyid), 1), 0);
@@ -337,16 +354,19 @@ END_TEST
 
 START_TEST(test_verify_same_material) {
         TufKey alias = K1.pub;
-        const TufKey keys[] = { K1.pub, alias, K2.pub };
-        const Sig sigs[] = { { "alias", &K1, NULL }, { K1.pub.keyid, &K1, NULL } };
-        const Sig with_k2[] = { { "alias", &K1, NULL }, { K1.pub.keyid, &K1, NULL }, { K2.pub.keyid, &K2, NULL } };
+        const TufKey keys[] = {K1.pub, alias, K2.pub};
+        const Sig sigs[] = {{"alias", &K1, NULL}, {K1.pub.keyid, &K1, NULL}};
+        const Sig with_k2[] = {{"alias", &K1, NULL}, {K1.pub.keyid, &K1, NULL}, {K2.pub.keyid, &K2, NULL}};
         TufKey keys2[3];
 
         memcpy(keys2, keys, sizeof(keys));
         keys2[1].keyid = (char *) "alias";
-        ck_assert_int_eq(verify(sigs, 2, keys2, 3, (const char *const[]) { K1.pub.keyid, "alias", NULL }, 2), -EBADMSG);
-        ck_assert_int_eq(verify(sigs, 2, keys2, 3, (const char *const[]) { "alias", NULL }, 1), 0);
-        ck_assert_int_eq(verify(with_k2, 3, keys2, 3, (const char *const[]) { K1.pub.keyid, "alias", K2.pub.keyid, NULL }, 2), 0);
+        ck_assert_int_eq(verify(sigs, 2, keys2, 3, (const char *const[]){K1.pub.keyid, "alias", NULL}, 2),
+                         -EBADMSG);
+        ck_assert_int_eq(verify(sigs, 2, keys2, 3, (const char *const[]){"alias", NULL}, 1), 0);
+        ck_assert_int_eq(verify(with_k2, 3, keys2, 3,
+                                (const char *const[]){K1.pub.keyid, "alias", K2.pub.keyid, NULL}, 2),
+                         0);
 }
 END_TEST
 
@@ -355,21 +375,24 @@ START_TEST(test_verify_bad_and_unusable) {
         TufKey broken = K1.pub;
         TufKey keys[2];
         /* an invalid signature first, then a valid one under the same keyid */
-        const Sig retry[] = { { K2.pub.keyid, NULL, NULL }, { K2.pub.keyid, &K2, NULL } };
-        const Sig by_k3_as_k2[] = { { K2.pub.keyid, &K3, NULL } };
-        const Sig s12[] = { { K1.pub.keyid, &K1, NULL }, { K2.pub.keyid, &K2, NULL } };
+        const Sig retry[] = {{K2.pub.keyid, NULL, NULL}, {K2.pub.keyid, &K2, NULL}};
+        const Sig by_k3_as_k2[] = {{K2.pub.keyid, &K3, NULL}};
+        const Sig s12[] = {{K1.pub.keyid, &K1, NULL}, {K2.pub.keyid, &K2, NULL}};
 
         broken.public = (char *) "not a key";
         keys[0] = broken;
         keys[1] = K2.pub;
 
-        ck_assert_int_eq(verify(retry, 2, keys, 2, (const char *const[]) { K2.pub.keyid, NULL }, 1), 0);
-        ck_assert_int_eq(verify(by_k3_as_k2, 1, keys, 2, (const char *const[]) { K2.pub.keyid, NULL }, 1), -EBADMSG);
+        ck_assert_int_eq(verify(retry, 2, keys, 2, (const char *const[]){K2.pub.keyid, NULL}, 1), 0);
+        ck_assert_int_eq(verify(by_k3_as_k2, 1, keys, 2, (const char *const[]){K2.pub.keyid, NULL}, 1),
+                         -EBADMSG);
         /* the unusable key is skipped, the other still counts */
-        ck_assert_int_eq(verify(s12, 2, keys, 2, (const char *const[]) { K1.pub.keyid, K2.pub.keyid, NULL }, 1), 0);
-        ck_assert_int_eq(verify(s12, 2, keys, 2, (const char *const[]) { K1.pub.keyid, K2.pub.keyid, NULL }, 2), -EBADMSG);
+        ck_assert_int_eq(verify(s12, 2, keys, 2, (const char *const[]){K1.pub.keyid, K2.pub.keyid, NULL}, 1),
+                         0);
+        ck_assert_int_eq(verify(s12, 2, keys, 2, (const char *const[]){K1.pub.keyid, K2.pub.keyid, NULL}, 2),
+                         -EBADMSG);
         /* a threshold of 0 is a caller bug, never "anything goes" */
-        ck_assert_int_eq(verify(s12, 2, keys, 2, (const char *const[]) { K2.pub.keyid, NULL }, 0), -EINVAL);
+        ck_assert_int_eq(verify(s12, 2, keys, 2, (const char *const[]){K2.pub.keyid, NULL}, 0), -EINVAL);
 }
 END_TEST
 
@@ -395,9 +418,10 @@ END_TEST
 
 START_TEST(test_common_fields) {
         for (TufRoleType t = 0; t < _TUF_ROLE_TYPE_MAX; t++) {
-                json_t *(*base)(void) = t == TUF_ROLE_ROOT ? base_root :
-                                        t == TUF_ROLE_TIMESTAMP ? base_timestamp :
-                                        t == TUF_ROLE_SNAPSHOT ? base_snapshot : base_targets;
+                json_t *(*base)(void) = t == TUF_ROLE_ROOT        ? base_root
+                                        : t == TUF_ROLE_TIMESTAMP ? base_timestamp
+                                        : t == TUF_ROLE_SNAPSHOT  ? base_snapshot
+                                                                  : base_targets;
 
                 ck_assert_int_eq(parse_modified(base, t, "x-unknown", json_integer(1)), 0);
                 ck_assert_int_eq(parse_modified(base, t, "spec_version", json_string("1.0")), 0);
@@ -416,11 +440,15 @@ START_TEST(test_common_fields) {
                 ck_assert_int_eq(parse_modified(base, t, "version", json_string("1")), -EPROTO);
                 ck_assert_int_eq(parse_modified(base, t, "version", json_true()), -EPROTO);
                 ck_assert_int_eq(parse_modified(base, t, "version", NULL), -EPROTO);
-                ck_assert_int_eq(parse_modified(base, t, "expires", json_string("2030-01-01T00:00:00+01:00")), -EPROTO);
+                ck_assert_int_eq(
+                        parse_modified(base, t, "expires", json_string("2030-01-01T00:00:00+01:00")),
+                        -EPROTO);
                 ck_assert_int_eq(parse_modified(base, t, "expires", json_string("2030-01-01")), -EPROTO);
                 ck_assert_int_eq(parse_modified(base, t, "expires", json_integer(1900000000)), -EPROTO);
                 ck_assert_int_eq(parse_modified(base, t, "expires", NULL), -EPROTO);
-                ck_assert_int_eq(parse_modified(base, t, "_type", json_string(t == TUF_ROLE_ROOT ? "targets" : "root")), -EPROTO);
+                ck_assert_int_eq(parse_modified(base, t, "_type",
+                                                json_string(t == TUF_ROLE_ROOT ? "targets" : "root")),
+                                 -EPROTO);
                 ck_assert_int_eq(parse_modified(base, t, "_type", NULL), -EPROTO);
         }
 }
@@ -432,8 +460,9 @@ START_TEST(test_root_strict) {
         char path[256];
 
         /* a key type we do not implement is skipped, not fatal */
-        set_at(j, "keys/ffff", json_pack("{s:s,s:s,s:{s:s}}", "keytype", "sphincs", "scheme", "sphincs-shake",
-                                          "keyval", "public", "00"));
+        set_at(j, "keys/ffff",
+               json_pack("{s:s,s:s,s:{s:s}}", "keytype", "sphincs", "scheme", "sphincs-shake", "keyval",
+                         "public", "00"));
         ck_assert_int_eq(tuf_root_from_json(j, &r), 0);
         ck_assert_uint_eq(r->n_keys, 3);
         ck_assert_ptr_null(tuf_key_find(r->keys, r->n_keys, "ffff"));
@@ -442,20 +471,28 @@ START_TEST(test_root_strict) {
         snprintf(path, sizeof(path), "keys/%s/keyval", K1.pub.keyid);
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, path, json_string("x")), -EPROTO);
 
-        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "consistent_snapshot", json_string("yes")), -EPROTO);
+        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "consistent_snapshot", json_string("yes")),
+                         -EPROTO);
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "consistent_snapshot", NULL), 0);
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "keys", json_array()), -EPROTO);
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "keys", NULL), -EPROTO);
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles", NULL), -EPROTO);
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/snapshot", NULL), -EPROTO);
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/mirrors", json_object()), 0);
-        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/threshold", json_integer(0)), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/threshold", json_integer(-1)), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/threshold", json_integer(1LL << 40)), -EPROTO);
+        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/threshold", json_integer(0)),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/threshold", json_integer(-1)),
+                         -EPROTO);
+        ck_assert_int_eq(
+                parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/threshold", json_integer(1LL << 40)),
+                -EPROTO);
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/threshold", NULL), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/keyids", json_string("a")), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/keyids", json_pack("[i]", 1)), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/keyids", json_pack("[s]", "")), -EPROTO);
+        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/keyids", json_string("a")),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/keyids", json_pack("[i]", 1)),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/keyids", json_pack("[s]", "")),
+                         -EPROTO);
         /* no keyids: valid, just never satisfiable */
         ck_assert_int_eq(parse_modified(base_root, TUF_ROLE_ROOT, "roles/root/keyids", json_array()), 0);
 }
@@ -472,23 +509,42 @@ START_TEST(test_timestamp_parse) {
         ck_assert_uint_eq(t->snapshot.length, 0);
         ck_assert(!t->snapshot.hashes.has_sha256 && !t->snapshot.hashes.has_sha512);
 
-        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json", NULL), -EPROTO);
+        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json", NULL),
+                         -EPROTO);
         ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta", NULL), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/version", json_integer(0)), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/length", json_integer(0)), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/length", json_integer(-5)), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/length", json_integer(100)), 0);
+        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/version",
+                                        json_integer(0)),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/length",
+                                        json_integer(0)),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/length",
+                                        json_integer(-5)),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/length",
+                                        json_integer(100)),
+                         0);
         ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/hashes",
-                                        json_pack("{s:s}", "md5", "d41d8cd98f00b204e9800998ecf8427e")), -EOPNOTSUPP);
-        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/hashes", json_object()), -EOPNOTSUPP);
+                                        json_pack("{s:s}", "md5", "d41d8cd98f00b204e9800998ecf8427e")),
+                         -EOPNOTSUPP);
         ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/hashes",
-                                        json_pack("{s:s}", "sha256", "xyz")), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/hashes", json_string("x")), -EPROTO);
+                                        json_object()),
+                         -EOPNOTSUPP);
         ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/hashes",
-                                        json_pack("{s:s,s:s}", "md5", "00", "sha256",
-                                                  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")), 0);
+                                        json_pack("{s:s}", "sha256", "xyz")),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/hashes",
+                                        json_string("x")),
+                         -EPROTO);
+        ck_assert_int_eq(
+                parse_modified(
+                        base_timestamp, TUF_ROLE_TIMESTAMP, "meta/snapshot.json/hashes",
+                        json_pack("{s:s,s:s}", "md5", "00", "sha256",
+                                  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")),
+                0);
         /* other entries of timestamp's meta are not interpreted */
-        ck_assert_int_eq(parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/other.json", json_integer(1)), 0);
+        ck_assert_int_eq(
+                parse_modified(base_timestamp, TUF_ROLE_TIMESTAMP, "meta/other.json", json_integer(1)), 0);
 }
 END_TEST
 
@@ -506,8 +562,11 @@ START_TEST(test_snapshot_parse) {
         ck_assert_uint_eq(tuf_snapshot_find(s, "targets.json")->version, 2);
         ck_assert_ptr_null(tuf_snapshot_find(s, "targets"));
 
-        ck_assert_int_eq(parse_modified(base_snapshot, TUF_ROLE_SNAPSHOT, "meta/targets.json/version", NULL), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_snapshot, TUF_ROLE_SNAPSHOT, "meta/targets.json", json_integer(2)), -EPROTO);
+        ck_assert_int_eq(parse_modified(base_snapshot, TUF_ROLE_SNAPSHOT, "meta/targets.json/version", NULL),
+                         -EPROTO);
+        ck_assert_int_eq(
+                parse_modified(base_snapshot, TUF_ROLE_SNAPSHOT, "meta/targets.json", json_integer(2)),
+                -EPROTO);
         ck_assert_int_eq(parse_modified(base_snapshot, TUF_ROLE_SNAPSHOT, "meta", json_array()), -EPROTO);
         ck_assert_int_eq(parse_modified(base_snapshot, TUF_ROLE_SNAPSHOT, "meta", json_object()), 0);
 }
@@ -544,12 +603,14 @@ START_TEST(test_targets_parse) {
 END_TEST
 
 START_TEST(test_targets_strict) {
-        static const char *const bad_paths[] = { "../x", "/x", "a//b", "a/./b", "a/", ".", "a\\b", "a/..", "" };
+        static const char *const bad_paths[] = {"../x", "/x",   "a//b", "a/./b", "a/",
+                                                ".",    "a\\b", "a/..", ""};
         for (size_t i = 0; i < ELEMENTSOF(bad_paths); i++) {
                 _cleanup_json_ json_t *j = base_targets();
                 json_t *targets = json_object_get(j, "targets");
 
-                ck_assert_int_eq(json_object_set(targets, bad_paths[i], json_object_get(targets, "a/b.txt")), 0);
+                ck_assert_int_eq(json_object_set(targets, bad_paths[i], json_object_get(targets, "a/b.txt")),
+                                 0);
                 ck_assert_int_eq(json_object_del(targets, "a/b.txt"), 0);
                 ck_assert_int_eq(parse_as(j, TUF_ROLE_TARGETS), -EPROTO);
         }
@@ -602,22 +663,34 @@ START_TEST(test_delegations_strict) {
                 ck_assert_int_eq(parse_as(j, T), -EOPNOTSUPP);
         }
         /* exactly one of paths and path_hash_prefixes */
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/0/path_hash_prefixes", json_pack("[s]", "ab")), -EPROTO);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/0/path_hash_prefixes",
+                                        json_pack("[s]", "ab")),
+                         -EPROTO);
         ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/0/paths", NULL), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/0/paths", json_pack("[i]", 1)), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/0/paths", json_string("x")), -EPROTO);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/0/paths", json_pack("[i]", 1)),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/0/paths", json_string("x")),
+                         -EPROTO);
         ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/0/paths", json_array()), 0);
         /* names: non-empty, unique, not a top-level role */
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("releases")), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("")), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("targets")), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("root")), -EPROTO);
+        ck_assert_int_eq(
+                parse_modified(base_targets, T, "delegations/roles/1/name", json_string("releases")),
+                -EPROTO);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("")),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("targets")),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("root")),
+                         -EPROTO);
         ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", NULL), -EPROTO);
         /* any other name is fine here; tuf_role_filename() makes it a safe file name */
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("../../x")), 0);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/name", json_string("../../x")),
+                         0);
         ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/terminating", NULL), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/terminating", json_integer(0)), -EPROTO);
-        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/threshold", json_integer(0)), -EPROTO);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/terminating", json_integer(0)),
+                         -EPROTO);
+        ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/threshold", json_integer(0)),
+                         -EPROTO);
         ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/keyids", NULL), -EPROTO);
         ck_assert_int_eq(parse_modified(base_targets, T, "delegations/roles/1/x-extra", json_true()), 0);
 }
@@ -629,14 +702,15 @@ START_TEST(test_timestamp_to_json_golden) {
         _cleanup_free_ char *s = NULL;
         TufTimestamp t = {
                 .version = 7,
-                .expires = 1893456000,  /* 2030-01-01T00:00:00Z */
-                .snapshot = { .name = (char *) "snapshot.json", .version = 3 },
+                .expires = 1893456000, /* 2030-01-01T00:00:00Z */
+                .snapshot = {.name = (char *) "snapshot.json", .version = 3},
         };
         size_t n;
 
         ck_assert_int_eq(tuf_timestamp_to_json(&t, &s, &n), 0);
-        ck_assert_str_eq(s, "{\"_type\":\"timestamp\",\"expires\":\"2030-01-01T00:00:00Z\",\"meta\":"
-                            "{\"snapshot.json\":{\"version\":3}},\"spec_version\":\"1.0.31\",\"version\":7}");
+        ck_assert_str_eq(s,
+                         "{\"_type\":\"timestamp\",\"expires\":\"2030-01-01T00:00:00Z\",\"meta\":"
+                         "{\"snapshot.json\":{\"version\":3}},\"spec_version\":\"1.0.31\",\"version\":7}");
         ck_assert_uint_eq(n, strlen(s));
         free(s);
         s = NULL;
@@ -708,20 +782,20 @@ END_TEST
 
 START_TEST(test_serialize_refuses_bad_structs) {
         _cleanup_free_ char *s = NULL;
-        TufTargetFile f = { .path = (char *) "../x", .length = 1, .hashes = { .has_sha256 = true } };
-        TufTargets t = { .version = 1, .expires = EXPIRES, .targets = &f, .n_targets = 1 };
-        TufDelegatedRole d = { .name = (char *) "r", .keys = { .threshold = 1 } };
-        TufTimestamp ts = { .version = 0, .expires = EXPIRES, .snapshot = { .version = 1 } };
+        TufTargetFile f = {.path = (char *) "../x", .length = 1, .hashes = {.has_sha256 = true}};
+        TufTargets t = {.version = 1, .expires = EXPIRES, .targets = &f, .n_targets = 1};
+        TufDelegatedRole d = {.name = (char *) "r", .keys = {.threshold = 1}};
+        TufTimestamp ts = {.version = 0, .expires = EXPIRES, .snapshot = {.version = 1}};
         size_t n;
 
         ck_assert_int_eq(tuf_targets_to_json(&t, &s, &n), -EINVAL);
         f.path = (char *) "ok";
         f.hashes.has_sha256 = false;
-        ck_assert_int_eq(tuf_targets_to_json(&t, &s, &n), -EINVAL);   /* no hash */
+        ck_assert_int_eq(tuf_targets_to_json(&t, &s, &n), -EINVAL); /* no hash */
         f.hashes.has_sha256 = true;
         t.roles = &d;
         t.n_roles = 1;
-        ck_assert_int_eq(tuf_targets_to_json(&t, &s, &n), -EINVAL);   /* neither paths nor prefixes */
+        ck_assert_int_eq(tuf_targets_to_json(&t, &s, &n), -EINVAL);    /* neither paths nor prefixes */
         ck_assert_int_eq(tuf_timestamp_to_json(&ts, &s, &n), -EINVAL); /* version 0 */
         ts.version = 1;
         ts.spec_version = (char *) "2.0.0";
@@ -770,10 +844,10 @@ START_TEST(test_ten_thousand_targets) {
         _cleanup_free_ char *json = NULL, *doc = NULL;
         _cleanup_(tuf_envelope_freep) TufEnvelope *e = NULL;
         _cleanup_(tuf_targets_freep) TufTargets *parsed = NULL;
-        char (*paths)[32] = calloc(10000, 32);
-        char *ids[] = { K1.pub.keyid, NULL };
-        TufRoleKeys role = { ids, 1 };
-        TufTargets t = { .version = 1, .expires = EXPIRES, .targets = files, .n_targets = 10000 };
+        char(*paths)[32] = calloc(10000, 32);
+        char *ids[] = {K1.pub.keyid, NULL};
+        TufRoleKeys role = {ids, 1};
+        TufTargets t = {.version = 1, .expires = EXPIRES, .targets = files, .n_targets = 10000};
         TufPrivateKey *k = K1.priv;
         struct timespec a, b;
         size_t n, dn;
@@ -783,7 +857,7 @@ START_TEST(test_ten_thousand_targets) {
         ck_assert_ptr_nonnull(paths);
         for (size_t i = 0; i < 10000; i++) {
                 snprintf(paths[i], 32, "payloads/p%05zu.bin", i);
-                files[i] = (TufTargetFile) { .path = paths[i], .length = i };
+                files[i] = (TufTargetFile){.path = paths[i], .length = i};
                 files[i].hashes.has_sha256 = true;
                 files[i].hashes.sha256[0] = (uint8_t) i;
         }

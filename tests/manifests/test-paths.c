@@ -10,12 +10,12 @@
 
 START_TEST(test_target_path_valid) {
         static const char *const good[] = {
-                "a", "a.txt", "a/b/c.yaml", "releases/2026-11/kb.cab", "..a", "a..", ".hidden", "a/.b",
+                "a",     "a.txt",  "a/b/c.yaml", "releases/2026-11/kb.cab", "..a", "a..", ".hidden", "a/.b",
                 "x y/z", "%2e%2e", "ü/ß",
         };
         static const char *const bad[] = {
-                "", "/", "/x", "x/", "a//b", "./a", "a/./b", "a/.", ".", "..", "../x", "a/../b", "a/..",
-                "a\\b", "..\\x", "\\x",
+                "",  "/",  "/x",   "x/",     "a//b", "./a",  "a/./b", "a/.",
+                ".", "..", "../x", "a/../b", "a/..", "a\\b", "..\\x", "\\x",
         };
         _cleanup_free_ char *longest = malloc(4098);
 
@@ -65,8 +65,8 @@ START_TEST(test_role_filename) {
 END_TEST
 
 static bool matches_paths(const char *pattern, const char *path) {
-        char *paths[] = { (char *) pattern, NULL };
-        TufDelegatedRole r = { .name = (char *) "r", .paths = paths };
+        char *paths[] = {(char *) pattern, NULL};
+        TufDelegatedRole r = {.name = (char *) "r", .paths = paths};
 
         return tuf_delegated_role_matches(&r, path);
 }
@@ -105,9 +105,9 @@ START_TEST(test_delegation_globs) {
 END_TEST
 
 START_TEST(test_delegation_multiple_patterns) {
-        char *paths[] = { (char *) "a/*", (char *) "b/*.bin", NULL };
-        TufDelegatedRole r = { .name = (char *) "r", .paths = paths };
-        TufDelegatedRole none = { .name = (char *) "n" };
+        char *paths[] = {(char *) "a/*", (char *) "b/*.bin", NULL};
+        TufDelegatedRole r = {.name = (char *) "r", .paths = paths};
+        TufDelegatedRole none = {.name = (char *) "n"};
 
         ck_assert(tuf_delegated_role_matches(&r, "a/x"));
         ck_assert(tuf_delegated_role_matches(&r, "b/y.bin"));
@@ -119,16 +119,17 @@ END_TEST
 
 START_TEST(test_delegation_hash_prefixes) {
         /* sha256("foo") = 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae */
-        char *yes[] = { (char *) "00", (char *) "2c26", NULL };
-        char *no[] = { (char *) "2c27", (char *) "2C26", (char *) "c26b", NULL };
-        char *full[] = { (char *) "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", NULL };
-        char *longer[] = { (char *) "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae0", NULL };
-        char *everything[] = { (char *) "", NULL };
-        TufDelegatedRole r = { .name = (char *) "bins" };
+        char *yes[] = {(char *) "00", (char *) "2c26", NULL};
+        char *no[] = {(char *) "2c27", (char *) "2C26", (char *) "c26b", NULL};
+        char *full[] = {(char *) "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", NULL};
+        char *longer[] = {(char *) "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae0",
+                          NULL};
+        char *everything[] = {(char *) "", NULL};
+        TufDelegatedRole r = {.name = (char *) "bins"};
 
         r.path_hash_prefixes = yes;
         ck_assert(tuf_delegated_role_matches(&r, "foo"));
-        ck_assert(!tuf_delegated_role_matches(&r, "bar"));  /* fcde2b2e... */
+        ck_assert(!tuf_delegated_role_matches(&r, "bar")); /* fcde2b2e... */
         r.path_hash_prefixes = no;
         ck_assert(!tuf_delegated_role_matches(&r, "foo"));
         r.path_hash_prefixes = full;
