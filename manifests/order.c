@@ -116,7 +116,7 @@ int order_parse(const void *data, size_t size, Order **ret, char **ret_error) {
         static const char what[] = "the order";
         _cleanup_(ynode_freep) YNode *root = NULL;
         _cleanup_(order_freep) Order *o = NULL;
-        _cleanup_free_ char *format = NULL, *expires = NULL, *action = NULL;
+        _cleanup_free_ char *expires = NULL, *action = NULL;
         char canonical[21];
         int r;
 
@@ -126,18 +126,12 @@ int order_parse(const void *data, size_t size, Order **ret, char **ret_error) {
         r = yaml_tree_parse(data, size, &root, ret_error);
         if (r < 0)
                 return r;
+        r = ymap_check_format(root, what, ORDER_FORMAT, ret_error);
+        if (r < 0)
+                return r;
         r = ymap_check(root, what, keys, ret_error);
         if (r < 0)
                 return r;
-
-        r = ymap_required_string(root, what, "format", 64, &format, ret_error);
-        if (r < 0)
-                return r;
-        if (!streq(format, ORDER_FORMAT)) {
-                _cleanup_free_ char *d = yaml_display(format);
-                return ynode_error(ynode_get(root, "format"), ret_error, -EPROTO,
-                                   "'format' is '%s', expected '%s'", strna(d), ORDER_FORMAT);
-        }
 
         o = calloc(1, sizeof(Order));
         if (!o)

@@ -640,21 +640,6 @@ static int parse_trial(const YNode *n, TrialPolicy *t, char **ret_error) {
         return 0;
 }
 
-static int parse_format(const YNode *root, const char *expected, char **ret_error) {
-        _cleanup_free_ char *format = NULL;
-        int r;
-
-        r = ymap_required_string(root, "the document", "format", 64, &format, ret_error);
-        if (r < 0)
-                return r;
-        if (!streq(format, expected)) {
-                _cleanup_free_ char *d = yaml_display(format);
-                return ynode_error(ynode_get(root, "format"), ret_error, -EPROTO,
-                                   "'format' is '%s', expected '%s'", strna(d), expected);
-        }
-        return 0;
-}
-
 /* Every action's payload must be listed; without a list, the list is the
  * actions' payloads in order of first use. */
 static int check_payloads(const YNode *root, PatchManifest *m, char **ret_error) {
@@ -698,10 +683,10 @@ int patch_manifest_parse(const void *data, size_t size, PatchManifest **ret, cha
         r = yaml_tree_parse(data, size, &root, ret_error);
         if (r < 0)
                 return r;
-        r = ymap_check(root, "the patch manifest", keys, ret_error);
+        r = ymap_check_format(root, "the patch manifest", PATCH_FORMAT, ret_error);
         if (r < 0)
                 return r;
-        r = parse_format(root, PATCH_FORMAT, ret_error);
+        r = ymap_check(root, "the patch manifest", keys, ret_error);
         if (r < 0)
                 return r;
 

@@ -102,6 +102,11 @@ static inline const char *strna(const char *s) {
 /* m must be a mapping whose keys are all in allowed (NULL-terminated). */
 int ymap_check(const YNode *m, const char *what, const char *const *allowed, char **ret_error);
 
+/* The document root must be a mapping whose "format" is exactly expected.
+ * Checked before the other keys, so that a document of another kind is told
+ * so rather than given a list of unknown keys. */
+int ymap_check_format(const YNode *root, const char *what, const char *expected, char **ret_error);
+
 /* Strings: any non-null scalar, quoted or plain, taken as its text. Empty
  * strings and control characters (tab excepted) are refused, and so is text
  * longer than max_length bytes. */

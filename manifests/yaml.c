@@ -112,7 +112,6 @@ typedef struct Builder {
         size_t depth;
         size_t n_nodes;
         unsigned n_documents;
-        bool document_open;
 } Builder;
 
 static void builder_done(Builder *b) {
@@ -235,11 +234,9 @@ static int builder_event(Builder *b, const yaml_event_t *e, char **ret_error) {
                         return format_error(ret_error, -EPROTO, line, column,
                                             "%%TAG directives are not allowed");
                 b->n_documents++;
-                b->document_open = true;
                 return 0;
 
         case YAML_DOCUMENT_END_EVENT:
-                b->document_open = false;
                 return 0;
 
         case YAML_ALIAS_EVENT:
@@ -466,6 +463,26 @@ int ymap_check(const YNode *m, const char *what, const char *const *allowed, cha
                 d = yaml_display(k->value);
                 return ynode_error(k, ret_error, -EPROTO, "unknown key '%s' in %s (allowed: %s)", strna(d),
                                    what, list);
+        }
+        return 0;
+}
+
+int ymap_check_format(const YNode *root, const char *what, const char *expected, char **ret_error) {
+        _cleanup_free_ char *format = NULL;
+        int r;
+
+        assert(root && what && expected);
+
+        if (root->type != YNODE_MAPPING)
+                return ynode_error(root, ret_error, -EPROTO, "%s must be a mapping, not a %s", what,
+                                   ynode_type_to_string(root->type));
+        r = ymap_required_string(root, what, "format", 64, &format, ret_error);
+        if (r < 0)
+                return r;
+        if (!streq(format, expected)) {
+                _cleanup_free_ char *d = yaml_display(format);
+                return ynode_error(ynode_get(root, "format"), ret_error, -EPROTO,
+                                   "'format' is '%s', expected '%s'", strna(d), expected);
         }
         return 0;
 }

@@ -153,6 +153,9 @@ START_TEST(test_root_and_format) {
         assert_refused("format: oob-patch/1\ndevice: x\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\n"
                        "action: collect\n" REASON,
                        "line 1, column 9", "'format' is 'oob-patch/1', expected 'oob-order/1'");
+        /* A manifest handed to the order parser is told so, before its keys are looked at. */
+        assert_refused("format: oob-patch/1\nid: t\nversion: 1\nactions: [{delete: [a]}]\n",
+                       "line 1, column 9", "'format' is 'oob-patch/1', expected 'oob-order/1'");
         assert_refused(HEAD "action: collect\n" REASON "priority: high\n", "line 7, column 1",
                        "unknown key 'priority' in the order");
         assert_refused(HEAD "action: collect\n" REASON "action: pin\n", "line 7, column 1",

@@ -224,6 +224,12 @@ START_TEST(test_format) {
                        "line 1, column 9", "'format' is 'oob-patch/2', expected 'oob-patch/1'");
         assert_refused("format: oob-order/1\nid: t-1\nversion: 1\nactions: [{delete: [a]}]\n",
                        "line 1, column 9", "'format'");
+        /* An order handed to the manifest parser is told so, before its keys are looked at. */
+        assert_refused("format: oob-order/1\ndevice: d\nsequence: 1\nexpires: 2026-11-22T00:00:00Z\n"
+                       "action: collect\nreason: r\n",
+                       "line 1, column 9", "'format' is 'oob-order/1', expected 'oob-patch/1'");
+        assert_refused("format: [oob-patch/1]\n", "line 1, column 9",
+                       "'format' must be a string, not a list");
 }
 END_TEST
 
