@@ -190,13 +190,13 @@ static int rotate_in_metadata(Repo *r, RepoRole role, TufKey *pub) {
                         return -EOPNOTSUPP;
                 for (size_t i = 0; i < t->n_roles; i++)
                         sets[n_sets++] = &t->roles[i].keys;
-                r->roles[REPO_ROLE_TARGETS].dirty = true;
+                r->roles[REPO_ROLE_TARGETS].renew = true;
                 return replace_role_key(&t->delegation_keys, &t->n_delegation_keys, repo_role_keys(r, role),
                                         sets, n_sets, pub);
         }
         for (size_t i = 0; i < _TUF_ROLE_TYPE_MAX; i++)
                 sets[n_sets++] = &r->root->roles[i];
-        r->roles[REPO_ROLE_ROOT].dirty = true;
+        r->roles[REPO_ROLE_ROOT].renew = true;
         return replace_role_key(&r->root->keys, &r->root->n_keys, &r->root->roles[role], sets, n_sets, pub);
 }
 
@@ -233,7 +233,7 @@ int repo_rotate_begin(Repo *r, RepoRole role, TufKeyType type) {
         else
                 r->keys[role] = tuf_private_key_free(r->keys[role]);
         r->keys[role] = TAKE_PTR(new_key);
-        r->roles[role].dirty = true;
+        r->roles[role].renew = true;
         return 0;
 }
 

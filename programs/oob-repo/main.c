@@ -84,7 +84,7 @@ static int finish(Repo *r, const Args *args) {
                 printf("Not published yet (--no-publish): run 'oob-repo --repo %s publish'.\n", r->dir);
                 return 0;
         }
-        k = repo_publish(r, now(), true);
+        k = repo_publish(r, now(), REPO_PUBLISH_STAGED | REPO_PUBLISH_REPORT);
         return k < 0 ? k : 0;
 }
 
@@ -121,7 +121,7 @@ static int verb_init(const Args *args) {
         k = repo_create(args->repo, type, consistent, durations, &r);
         if (k >= 0) {
                 created = true;
-                k = repo_publish(r, now(), false);
+                k = repo_publish(r, now(), REPO_PUBLISH_STAGED);
         }
         if (k < 0) {
                 if (created || k != -EEXIST)
@@ -394,14 +394,22 @@ static int verb_publish(const Args *args) {
         for (RepoRole i = 0; i < _REPO_ROLE_MAX; i++)
                 if (args->expires[i]) {
                         r->roles[i].duration = args->expires[i];
-                        r->roles[i].dirty = true;
+                        r->roles[i].renew = true;
                 }
-        k = repo_publish(r, now(), true);
+        k = repo_publish(r, now(), REPO_PUBLISH_STAGED | REPO_PUBLISH_REPORT);
         return k < 0 ? k : 0;
 }
 
+static bool unpublished_changes(const Repo *r) {
+        for (RepoRole i = 0; i < _REPO_ROLE_MAX; i++)
+                if (r->roles[i].dirty)
+                        return true;
+        return false;
+}
+
 /* From cron: a timestamp with a fresh expiry every time; the snapshot (and
- * any other role) when less than half of its validity is left. */
+ * any other role) when less than half of its validity is left. Changes
+ * staged with --no-publish stay unpublished. */
 static int verb_refresh(const Args *args) {
         _cleanup_(repo_freep) Repo *r = NULL;
         int k;
@@ -414,11 +422,16 @@ static int verb_refresh(const Args *args) {
         if (args->expires[REPO_ROLE_SNAPSHOT] &&
             args->expires[REPO_ROLE_SNAPSHOT] != r->roles[REPO_ROLE_SNAPSHOT].duration) {
                 r->roles[REPO_ROLE_SNAPSHOT].duration = args->expires[REPO_ROLE_SNAPSHOT];
-                r->roles[REPO_ROLE_SNAPSHOT].dirty = true;
+                r->roles[REPO_ROLE_SNAPSHOT].renew = true;
         }
-        r->roles[REPO_ROLE_TIMESTAMP].dirty = true;
-        k = repo_publish(r, now(), true);
-        return k < 0 ? k : 0;
+        r->roles[REPO_ROLE_TIMESTAMP].renew = true;
+        k = repo_publish(r, now(), REPO_PUBLISH_REPORT);
+        if (k < 0)
+                return k;
+        if (unpublished_changes(r))
+                printf("Changes added with --no-publish are still unpublished: run 'oob-repo --repo %s publish'.\n",
+                       r->dir);
+        return 0;
 }
 
 static int verb_rotate_key(const Args *args) {
@@ -438,7 +451,7 @@ static int verb_rotate_key(const Args *args) {
         k = repo_rotate_begin(r, role, type);
         if (k < 0)
                 return k;
-        k = repo_publish(r, now(), true);
+        k = repo_publish(r, now(), REPO_PUBLISH_REPORT);
         if (k < 0)
                 return k;
         n = repo_rotate_finish(r, role);

@@ -13,7 +13,7 @@
  *                   the whole root history, and the working copies of targets
  *                   roles with unpublished changes (--no-publish). Writing it
  *                   is the commit point of every command.
- *   store/          target files by content (DIR/SHA256.NAME), written
+ *   store/          target files by content (store/payloads/SHA256.NAME), written
  *                   before the commit that lists them.
  *   public/         the static tree to serve, wholly derived from state and
  *                   store/ after each commit, in an order that is safe for
@@ -32,7 +32,7 @@
 
 #define log_oom() log_error_errno(-ENOMEM, "Out of memory.")
 
-static inline void *memdup(const void *p, size_t n) {
+static inline void *repo_memdup(const void *p, size_t n) {
         void *q = malloc(n ? n : 1);
 
         if (q && n)
@@ -74,7 +74,10 @@ typedef struct RoleState {
         int64_t duration;          /* validity given to new versions, in seconds */
         char *document;            /* the published signed document */
         size_t document_size;
-        bool dirty;                /* needs a new version at the next publication */
+        bool dirty;                /* targets roles: the working copy has changes not yet
+                                    * published (kept in state across commands) */
+        bool renew;                /* sign a new version in this command even if not
+                                    * dirty: expiry, key rotation, --expires */
 } RoleState;
 
 typedef struct RepoDocument {
@@ -104,7 +107,7 @@ extern const int64_t repo_default_durations[_REPO_ROLE_MAX];
 
 /*
  * Create DIR's keys/ and an unpublished repository in memory (every role at
- * version 0 and dirty): the caller publishes it. -EEXIST when DIR already
+ * version 0): the caller publishes it. -EEXIST when DIR already
  * holds a repository or a keys/ folder. durations: seconds per role.
  */
 int repo_create(const char *dir, TufKeyType key_type, bool consistent_snapshot,
@@ -121,16 +124,24 @@ int repo_key(Repo *r, RepoRole role, TufPrivateKey **ret);
 char *repo_path(const Repo *r, const char *relative);
 
 /* Mark roles whose published version has less than half of its validity
- * left at now (or no version yet) as needing a new version. */
+ * left at now (or no version yet) for renewal. */
 void repo_mark_expiring(Repo *r, int64_t now);
 
+typedef enum RepoPublishFlags {
+        REPO_PUBLISH_STAGED = 1 << 0,   /* also publish the working copies' changes */
+        REPO_PUBLISH_REPORT = 1 << 1,   /* print one line naming the new versions */
+} RepoPublishFlags;
+
 /*
- * Sign new versions of every dirty role and what must follow (a new targets
- * role makes a new snapshot, a new snapshot a new timestamp), commit state,
- * then write public/. Returns the number of roles signed (0: nothing to do).
- * With report set, prints one line naming the new versions.
+ * Sign new versions of the roles marked for renewal, of expiring roles,
+ * with REPO_PUBLISH_STAGED of the roles with unpublished changes, and of
+ * what must follow (a new targets role makes a new snapshot, a new snapshot
+ * a new timestamp); commit state, then write public/. Without
+ * REPO_PUBLISH_STAGED a delegated role is renewed from its published content
+ * and its changes stay unpublished (refresh from cron must not publish what
+ * an admin staged). Returns the number of roles signed (0: nothing to do).
  */
-int repo_publish(Repo *r, int64_t now, bool report);
+int repo_publish(Repo *r, int64_t now, RepoPublishFlags flags);
 
 /* Commit the working copies without publishing (--no-publish). */
 int repo_save(Repo *r);

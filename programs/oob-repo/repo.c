@@ -162,6 +162,19 @@ static int repo_lock(Repo *r) {
 
 /* ---- the state file ---------------------------------------------------------- */
 
+/*
+ * Text lines, then length-prefixed blobs (metadata may contain newlines,
+ * e.g. in PEM public keys), then "end" so a cut file is noticed:
+ *
+ *   oob-repo-state 1
+ *   key-type ed25519
+ *   role NAME VERSION EXPIRES DURATION DIRTY        one per role
+ *   document NAME SIZE\n<SIZE bytes>\n               published, one per role
+ *   working NAME SIZE\n<SIZE bytes>\n                unpublished copy of a dirty targets role
+ *   root-history VERSION SIZE\n<SIZE bytes>\n        every root, 1 to current
+ *   end
+ */
+
 static int write_blob(FILE *f, const char *kind, const char *name, const void *data, size_t size) {
         fprintf(f, "%s %s %zu\n", kind, name, size);
         fwrite(data, 1, size, f);
@@ -325,7 +338,7 @@ static int state_parse(Repo *r, char *data, size_t size, RepoDocument working[_R
                         if (safe_atou64(words[2], &blob_size) < 0 || blob_size >= (uint64_t) (end - p) ||
                             p[blob_size] != '\n')
                                 return -EPROTO;
-                        d.data = memdup(p, blob_size);
+                        d.data = repo_memdup(p, blob_size);
                         if (!d.data)
                                 return -ENOMEM;
                         d.size = blob_size;
@@ -603,7 +616,7 @@ int repo_create(const char *dir, TufKeyType key_type, bool consistent_snapshot,
                 _cleanup_free_ char *name = NULL;
 
                 r->roles[i].duration = durations[i];
-                r->roles[i].dirty = true;
+                r->roles[i].renew = true;
                 k = tuf_private_key_generate(key_type, &r->keys[i]);
                 if (k < 0)
                         return log_error_errno(k, "Failed to generate a %s key for %s: %m",
@@ -628,7 +641,7 @@ void repo_mark_expiring(Repo *r, int64_t now) {
                 RoleState *s = &r->roles[i];
 
                 if (s->version == 0 || s->expires - now < s->duration / 2)
-                        s->dirty = true;
+                        s->renew = true;
         }
 }
 
@@ -692,17 +705,29 @@ static int root_history_append(Repo *r, const char *data, size_t size) {
         if (!h)
                 return -ENOMEM;
         r->root_history = h;
-        h[r->n_root_history].data = memdup(data, size);
+        h[r->n_root_history].data = repo_memdup(data, size);
         if (!h[r->n_root_history].data)
                 return -ENOMEM;
         h[r->n_root_history++].size = size;
         return 0;
 }
 
-/* Sign the next version of one role from its working copy (snapshot and
- * timestamp from the documents they describe). */
-static int sign_role(Repo *r, RepoRole role, int64_t now) {
+/* The content of a delegated role as published, to renew it without its
+ * unpublished changes. */
+static int published_targets(Repo *r, RepoRole role, TufTargets **ret) {
+        int k = tuf_targets_parse_unverified(r->roles[role].document, r->roles[role].document_size, ret);
+
+        if (k < 0)
+                return log_error_errno(k, "Failed to read the published %s: %m", repo_role_to_string(role));
+        return 0;
+}
+
+/* Sign the next version of one role from its working copy, or with
+ * from_published its published content (snapshot and timestamp from the
+ * documents they describe). */
+static int sign_role(Repo *r, RepoRole role, int64_t now, bool from_published) {
         RoleState *s = &r->roles[role];
+        _cleanup_(tuf_targets_freep) TufTargets *published = NULL;
         _cleanup_free_ char *json = NULL, *doc = NULL;
         TufPrivateKey *keys[2];
         uint64_t version = s->version + 1;
@@ -732,11 +757,24 @@ static int sign_role(Repo *r, RepoRole role, int64_t now) {
                 break;
         case REPO_ROLE_TARGETS:
         case REPO_ROLE_RELEASES:
-        case REPO_ROLE_HELPDESK:
-                r->targets[role]->version = version;
-                r->targets[role]->expires = expires;
-                k = tuf_targets_to_json(r->targets[role], &json, &json_size);
+        case REPO_ROLE_HELPDESK: {
+                TufTargets *t = r->targets[role];
+
+                /* The working copy follows the version even when its changes
+                 * stay unpublished: state is checked for that on load. */
+                t->version = version;
+                t->expires = expires;
+                if (from_published) {
+                        k = published_targets(r, role, &published);
+                        if (k < 0)
+                                return k;
+                        t = published;
+                        t->version = version;
+                        t->expires = expires;
+                }
+                k = tuf_targets_to_json(t, &json, &json_size);
                 break;
+        }
         default:
                 assert(false);
                 return -EINVAL;
@@ -758,7 +796,9 @@ static int sign_role(Repo *r, RepoRole role, int64_t now) {
         s->document_size = doc_size;
         s->version = version;
         s->expires = expires;
-        s->dirty = false;
+        s->renew = false;
+        if (!from_published)
+                s->dirty = false;
         return 0;
 }
 
@@ -766,25 +806,31 @@ int repo_save(Repo *r) {
         return repo_commit(r);
 }
 
-int repo_publish(Repo *r, int64_t now, bool report) {
-        bool signed_now[_REPO_ROLE_MAX] = {};
+int repo_publish(Repo *r, int64_t now, RepoPublishFlags flags) {
+        bool staged = flags & REPO_PUBLISH_STAGED, signed_now[_REPO_ROLE_MAX] = {};
         int n = 0, k;
 
         repo_mark_expiring(r, now);
-        /* A new targets role needs a snapshot naming it, which needs a
-         * timestamp naming that. */
-        for (RepoRole i = REPO_ROLE_TARGETS; i < _REPO_ROLE_MAX; i++)
-                if (r->roles[i].dirty)
-                        r->roles[REPO_ROLE_SNAPSHOT].dirty = true;
-        if (r->roles[REPO_ROLE_SNAPSHOT].dirty)
-                r->roles[REPO_ROLE_TIMESTAMP].dirty = true;
+        for (RepoRole i = REPO_ROLE_TARGETS; i < _REPO_ROLE_MAX; i++) {
+                if (staged && r->roles[i].dirty)
+                        r->roles[i].renew = true;
+                /* A new targets role needs a snapshot naming it, which needs
+                 * a timestamp naming that. */
+                if (r->roles[i].renew)
+                        r->roles[REPO_ROLE_SNAPSHOT].renew = true;
+        }
+        if (r->roles[REPO_ROLE_SNAPSHOT].renew)
+                r->roles[REPO_ROLE_TIMESTAMP].renew = true;
 
         for (size_t i = 0; i < ELEMENTSOF(publication_order); i++) {
                 RepoRole role = publication_order[i];
 
-                if (!r->roles[role].dirty)
+                if (!r->roles[role].renew)
                         continue;
-                k = sign_role(r, role, now);
+                /* Only delegated roles hold staged changes: the working copies
+                 * of root and targets change only with a key rotation, which
+                 * is published at once. */
+                k = sign_role(r, role, now, !staged && repo_role_is_delegated(role) && r->roles[role].dirty);
                 if (k < 0)
                         return k;
                 signed_now[role] = true;
@@ -800,7 +846,7 @@ int repo_publish(Repo *r, int64_t now, bool report) {
         if (k < 0)
                 return k;
 
-        if (report && n > 0) {
+        if ((flags & REPO_PUBLISH_REPORT) && n > 0) {
                 printf("Published");
                 for (size_t i = 0, j = 0; i < ELEMENTSOF(publication_order); i++) {
                         RepoRole role = publication_order[i];
@@ -810,7 +856,7 @@ int repo_publish(Repo *r, int64_t now, bool report) {
                                        r->roles[role].version);
                 }
                 printf(".\n");
-        } else if (report)
+        } else if (flags & REPO_PUBLISH_REPORT)
                 printf("Nothing to publish: every role is current.\n");
         return n;
 }

@@ -23,7 +23,7 @@ oobctl=${OOBCTL:-$bin/oobctl}
 tmp=$(mktemp -d /tmp/oob-repo-test.XXXXXX)
 cleanup() {
 	tests/nginx-fixture stop "$tmp/nginx" >/dev/null 2>&1 || true
-	rm -rf "$tmp"
+	[ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 
@@ -194,7 +194,12 @@ head -c 3000 /dev/urandom >"$tmp/second.bin"
 repo --repo "$r" add-payload "$tmp/second.bin" --name second.bin --no-publish || fail "add-payload --no-publish"
 [ ! -e "$r/public/targets/payloads/second.bin" ] || fail "--no-publish published the plain name"
 [ "$(status 'd.roles.releases.unpublished_changes')" = true ] || fail "status does not show the unpublished change"
+listed() { json "JSON.stringify(Object.keys(d.signed.targets).includes('$1'))" <"$r/public/metadata/releases.json"; }
+repo --repo "$r" refresh || fail "refresh with a staged change"
+[ "$(listed payloads/second.bin)" = false ] || fail "refresh published a change staged with --no-publish"
+[ "$(status 'd.roles.releases.unpublished_changes')" = true ] || fail "refresh lost the staged change"
 repo --repo "$r" publish || fail "publish"
+[ "$(listed payloads/second.bin)" = true ] || fail "publish did not publish the staged change"
 grep -q 'releases' "$tmp/out" || fail "publish did not sign releases"
 before_ts=$(status 'd.roles.timestamp.version')
 repo --repo "$r" refresh --timestamp-expiry 2d || fail "refresh"
@@ -225,13 +230,18 @@ download "$md" "$tmp/dl5" payloads/update.tar || fail "client after recovery"
 ok "remove; an interrupted publication is finished by the next command"
 
 # ---- every other role's key, an interrupted rotation, public/ rebuilt --------------------
+printf 'third\n' >"$tmp/third.txt"
+repo --repo "$r" add-payload "$tmp/third.txt" --no-publish || fail "add-payload third.txt --no-publish"
 for role in snapshot targets releases helpdesk; do
 	old=$(status "d.roles.$role.keys[0].keyid")
 	repo --repo "$r" rotate-key "$role" --key-type ecdsa || { cat "$tmp/out" >&2; fail "rotate-key $role"; }
 	[ "$(status "d.roles.$role.keys[0].keyid")" != "$old" ] || fail "$role keyid unchanged"
 	[ "$(status "d.roles.$role.keys[0].scheme")" = ecdsa-sha2-nistp256 ] || fail "$role key is not ecdsa"
 done
+[ "$(listed payloads/third.txt)" = false ] || fail "rotate-key releases published a staged change"
 download "$md" "$tmp/dl6" payloads/update.tar orders/laptop-0042.yaml || fail "client after rotating every role"
+repo --repo "$r" publish || fail "publish after the rotations"
+[ "$(listed payloads/third.txt)" = true ] || fail "the staged change was lost by the rotations"
 cmp "$tmp/order.yaml" "$(find_download "$tmp/dl6" orders/laptop-0042.yaml)" || fail "order differs after rotations"
 
 # Died before renaming keys/ROLE.pem.new after the commit: the next command finishes the rename.
