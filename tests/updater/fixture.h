@@ -7,11 +7,16 @@
  * forked tests) and stopped at the end.
  */
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "lib.h"
 
@@ -109,18 +114,24 @@ static _unused_ void nginx_stop(Nginx *n) {
         n->state[0] = 0;
 }
 
-/* Write a file under dir (creating parent directories). */
-static _unused_ void fixture_write(const char *dir, const char *rel, const void *data, size_t size) {
-        _cleanup_free_ char *p = path_join(dir, rel), *d = NULL;
+/* Write a file (creating parent directories). */
+static _unused_ void fixture_write_path(const char *p, const void *data, size_t size) {
+        _cleanup_free_ char *d = NULL;
         char *slash;
 
-        ck_assert_ptr_nonnull(p);
         d = strdup(p);
         ck_assert_ptr_nonnull(d);
         slash = strrchr(d, '/');
         *slash = 0;
         ck_assert_int_eq(mkdir_p(d, 0755), 0);
         ck_assert_int_eq(write_file_atomic(p, data, size, 0644), 0);
+}
+
+static _unused_ void fixture_write(const char *dir, const char *rel, const void *data, size_t size) {
+        _cleanup_free_ char *p = path_join(dir, rel);
+
+        ck_assert_ptr_nonnull(p);
+        fixture_write_path(p, data, size);
 }
 
 /* Count the log lines of requests "GET PATH" answered with status. */
@@ -136,4 +147,70 @@ static _unused_ unsigned nginx_count(const Nginx *n, const char *path, int statu
         for (const char *p = strstr(data, needle); p; p = strstr(p + 1, needle))
                 count++;
         return count;
+}
+
+/* ---- a one-shot server for what nginx cannot be made to do ------------------ */
+
+typedef struct MiniServer {
+        pid_t pid;
+        int port;
+} MiniServer;
+
+/* Answer the first request on 127.0.0.1 with head, then body_bytes of 'x'
+ * (close-delimited, no Content-Length; UINT64_MAX: without end), in a
+ * child process that lives at most 30 s. */
+static _unused_ void mini_server_start(MiniServer *m, const char *head, uint64_t body_bytes) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        int fd;
+
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        ck_assert_int_eq(listen(fd, 4), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+        m->port = ntohs(a.sin_port);
+
+        m->pid = fork();
+        ck_assert_int_ge(m->pid, 0);
+        if (m->pid == 0) {
+                char buf[65536], req[4096];
+                size_t got = 0;
+                int c;
+
+                signal(SIGPIPE, SIG_IGN);
+                alarm(30);  /* never outlive a broken test */
+                c = accept(fd, NULL, NULL);
+                if (c < 0)
+                        _exit(1);
+                while (got < sizeof(req) - 1) {
+                        ssize_t n = read(c, req + got, sizeof(req) - 1 - got);
+                        if (n <= 0)
+                                break;
+                        got += (size_t) n;
+                        req[got] = 0;
+                        if (strstr(req, "\r\n\r\n"))
+                                break;
+                }
+                if (write(c, head, strlen(head)) < 0)
+                        _exit(1);
+                memset(buf, 'x', sizeof(buf));
+                while (body_bytes > 0) {
+                        ssize_t n = write(c, buf, MIN(body_bytes, sizeof(buf)));
+                        if (n <= 0)
+                                _exit(0);  /* the client hung up */
+                        if (body_bytes != UINT64_MAX)
+                                body_bytes -= (uint64_t) n;
+                }
+                _exit(0);
+        }
+        close(fd);
+}
+
+static _unused_ void mini_server_stop(MiniServer *m) {
+        if (m->pid > 0) {
+                kill(m->pid, SIGKILL);
+                (void) waitpid(m->pid, NULL, 0);
+                m->pid = 0;
+        }
 }

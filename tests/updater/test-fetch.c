@@ -5,11 +5,6 @@
  * Content-Length that never ends, a redirect to a non-loopback http host).
  */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 
 #include "updater.h"
@@ -69,70 +64,6 @@ static Fetcher *new_fetcher(const FetchOptions *o) {
 
         ck_assert_int_eq(fetcher_new(o, &f), 0);
         return f;
-}
-
-/* ---- a one-shot server for what nginx cannot be made to do ------------------ */
-
-typedef struct MiniServer {
-        pid_t pid;
-        int port;
-} MiniServer;
-
-/* Answer the first request on 127.0.0.1 with head, then body_bytes of 'x'
- * (close-delimited, no Content-Length), in a child process. */
-static void mini_server_start(MiniServer *m, const char *head, uint64_t body_bytes) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(a);
-        int fd;
-
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        ck_assert_int_eq(listen(fd, 4), 0);
-        ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        m->port = ntohs(a.sin_port);
-
-        m->pid = fork();
-        ck_assert_int_ge(m->pid, 0);
-        if (m->pid == 0) {
-                char buf[65536], req[4096];
-                size_t got = 0;
-                int c;
-
-                signal(SIGPIPE, SIG_IGN);
-                alarm(30);  /* never outlive a broken test */
-                c = accept(fd, NULL, NULL);
-                if (c < 0)
-                        _exit(1);
-                while (got < sizeof(req) - 1) {
-                        ssize_t n = read(c, req + got, sizeof(req) - 1 - got);
-                        if (n <= 0)
-                                break;
-                        got += (size_t) n;
-                        req[got] = 0;
-                        if (strstr(req, "\r\n\r\n"))
-                                break;
-                }
-                if (write(c, head, strlen(head)) < 0)
-                        _exit(1);
-                memset(buf, 'x', sizeof(buf));
-                while (body_bytes > 0) {
-                        ssize_t n = write(c, buf, MIN(body_bytes, sizeof(buf)));
-                        if (n <= 0)
-                                _exit(0);  /* the client hung up */
-                        body_bytes -= (uint64_t) n;
-                }
-                _exit(0);
-        }
-        close(fd);
-}
-
-static void mini_server_stop(MiniServer *m) {
-        if (m->pid > 0) {
-                kill(m->pid, SIGKILL);
-                (void) waitpid(m->pid, NULL, 0);
-                m->pid = 0;
-        }
 }
 
 /* ---- URL policy (no server needed) ------------------------------------------ */

@@ -1,0 +1,880 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The TUF client workflow against scenario repositories (tests/updater/
+ * tuf-repo.h) served by nginx over TLS: the good path, then each attack of
+ * the specification's threat model, each test failing if its defence is
+ * taken out of updater/tuf-client.c or updater/fetch.c.
+ */
+
+#include <dirent.h>
+#include <time.h>
+
+#include "updater.h"
+#include "updater/tuf-repo.h"
+
+static Nginx nginx;
+static char work[PATH_MAX];            /* per test: md/ and dl/ */
+static char md[PATH_MAX + 8], dl[PATH_MAX + 8];
+static char name[64];                  /* the repository's folder on the server */
+static char metadata_url[512], targets_url[512];
+static Repo repo;
+
+static const char hello[] = "hello, world\n";
+static const char payload[] = "payload bytes of a delegated target\n";
+
+static void nginx_setup(void) {
+        nginx_start(&nginx);
+}
+
+static void nginx_teardown(void) {
+        nginx_stop(&nginx);
+}
+
+static void setup(void) {
+        strcpy(work, "/tmp/oob-test-tuf-client.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(work));
+        snprintf(md, sizeof(md), "%s/md", work);
+        snprintf(dl, sizeof(dl), "%s/dl", work);
+        ck_assert_int_eq(mkdir_p(dl, 0755), 0);
+        snprintf(name, sizeof(name), "%s", strrchr(work, '/') + 1);
+        snprintf(metadata_url, sizeof(metadata_url), "%s/%s/metadata", nginx.https, name);
+        snprintf(targets_url, sizeof(targets_url), "%s/%s/targets", nginx.https, name);
+}
+
+static void teardown(void) {
+        char dir[PATH_MAX * 2];
+
+        repo_done(&repo);
+        fixture_rm_rf(work);
+        snprintf(dir, sizeof(dir), "%s/%s", nginx.www, name);
+        fixture_rm_rf(dir);
+}
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* A repository with hello.txt in targets and payloads/a.tar in "releases". */
+static void repo_setup(bool consistent, bool meta_hashes) {
+        char dir[PATH_MAX * 2];
+        size_t releases;
+
+        snprintf(dir, sizeof(dir), "%s/%s", nginx.www, name);
+        repo_init(&repo, dir, consistent);
+        repo.meta_hashes = meta_hashes;
+        repo_add_target(&repo, 0, "hello.txt", hello, strlen(hello));
+        releases = repo_add_role(&repo, 0, "releases", "payloads/*", true);
+        repo_add_target(&repo, releases, "payloads/a.tar", payload, strlen(payload));
+        repo_write_root(&repo, NULL, 0);
+        repo_publish(&repo);
+}
+
+static void init_root(void) {
+        _cleanup_free_ char *root = path_join(repo.metadata, "1.root.json");
+
+        ck_assert_int_eq(tuf_client_init_root(md, root), 0);
+}
+
+static TufClient *client_new_with(const TufClientOptions *extra) {
+        TufClientOptions o = extra ? *extra : (TufClientOptions) {};
+        TufClient *c = NULL;
+
+        o.metadata_dir = md;
+        if (!o.metadata_url)
+                o.metadata_url = metadata_url;
+        if (!o.target_base_url)
+                o.target_base_url = targets_url;
+        o.fetch.ca_file = nginx.ca;
+        ck_assert_int_eq(tuf_client_new(&o, &c), 0);
+        return c;
+}
+
+static TufClient *client_new(void) {
+        return client_new_with(NULL);
+}
+
+/* A fresh client refreshing once: the error, with the context checked. */
+static int refresh_once(const char *expected_context) {
+        _cleanup_(tuf_client_freep) TufClient *c = client_new();
+        int r = tuf_client_refresh(c);
+
+        if (expected_context) {
+                const char *ctx = tuf_client_error_context(c);
+                ck_assert_msg(ctx && strstr(ctx, expected_context), "context '%s' does not name '%s'",
+                              ctx ?: "(null)", expected_context);
+        }
+        return r;
+}
+
+static size_t dir_entries(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        size_t n = 0;
+
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static bool file_exists(const char *dir, const char *file) {
+        _cleanup_free_ char *p = path_join(dir, file);
+
+        return access(p, F_OK) == 0;
+}
+
+static char *file_read(const char *dir, const char *file) {
+        _cleanup_free_ char *p = path_join(dir, file);
+        char *data = NULL;
+        size_t size;
+
+        ck_assert_int_eq(read_full_file(p, 64 * 1024 * 1024, &data, &size), 0);
+        return data;
+}
+
+/* How often PATH below the repository was served with status. */
+static unsigned served(const char *path, int status) {
+        char p[1024];
+
+        snprintf(p, sizeof(p), "/%s/%s", name, path);
+        return nginx_count(&nginx, p, status);
+}
+
+static char *repeat(char ch, size_t n) {
+        char *s = malloc(n + 1);
+
+        ck_assert_ptr_nonnull(s);
+        memset(s, ch, n);
+        s[n] = 0;
+        return s;
+}
+
+/* ---- the good path ------------------------------------------------------------- */
+
+/* _i: 0 plain names, 1 consistent snapshots */
+START_TEST(test_refresh_and_download) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        _cleanup_free_ char *path = NULL, *data = NULL, *mem = NULL;
+        const TufTargetFile *t;
+        bool cached = true;
+        size_t size;
+
+        repo_setup(_i, true);
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_ptr_null(tuf_client_error_context(c));
+        ck_assert_ptr_nonnull(tuf_client_trusted(c));
+        ck_assert(file_exists(md, "root.json"));
+        ck_assert(file_exists(md, "timestamp.json"));
+        ck_assert(file_exists(md, "snapshot.json"));
+        ck_assert(file_exists(md, "targets.json"));
+        ck_assert(!file_exists(md, "releases.json"));  /* loaded only when a search needs it */
+        ck_assert_uint_eq(served(_i ? "metadata/1.snapshot.json" : "metadata/snapshot.json", 200), 1);
+        ck_assert_uint_eq(served(_i ? "metadata/1.targets.json" : "metadata/targets.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/2.root.json", 404), 1);
+
+        /* top-level target */
+        ck_assert_int_eq(tuf_client_find_target(c, "hello.txt", &t), 0);
+        ck_assert_uint_eq(t->length, strlen(hello));
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, &path, &cached), 0);
+        ck_assert(!cached);
+        data = file_read(dl, "hello.txt");
+        ck_assert_str_eq(data, hello);
+        ck_assert_str_eq(strrchr(path, '/') + 1, "hello.txt");
+        ck_assert_int_eq(tuf_client_fetch_target(c, t, &mem, &size), 0);
+        ck_assert_uint_eq(size, strlen(hello));
+        ck_assert_str_eq(mem, hello);
+
+        /* delegated target, through "releases" */
+        free(data);
+        free(path);
+        path = NULL;
+        ck_assert_int_eq(tuf_client_find_target(c, "payloads/a.tar", &t), 0);
+        ck_assert(file_exists(md, "releases.json"));
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, &path, &cached), 0);
+        data = file_read(dl, "payloads%2Fa.tar");
+        ck_assert_str_eq(data, payload);
+        if (_i) {
+                _cleanup_free_ char *hex = tuf_hashes_first_hex(&t->hashes), *served_name = NULL;
+
+                ck_assert_int_ge(asprintf(&served_name, "targets/payloads/%s.a.tar", hex), 0);
+                ck_assert_uint_eq(served(served_name, 200), 1);
+                ck_assert_uint_eq(served("targets/payloads/a.tar", 200), 0);
+        } else
+                ck_assert_uint_eq(served("targets/payloads/a.tar", 200), 1);
+        ck_assert_uint_eq(dir_entries(dl), 2);
+
+        /* not listed anywhere */
+        ck_assert_int_eq(tuf_client_find_target(c, "payloads/none.tar", &t), -ENOENT);
+        ck_assert_int_eq(tuf_client_find_target(c, "none.txt", &t), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_init_root) {
+        _cleanup_free_ char *good = NULL, *bad = NULL, *data = NULL, *copy = NULL, *missing = NULL,
+                            *changed = NULL;
+        static const char from[] = "\"consistent_snapshot\":false";
+        size_t size;
+        char *p;
+
+        repo_setup(false, true);
+        good = path_join(repo.metadata, "1.root.json");
+        bad = path_join(work, "bad-root.json");
+        missing = path_join(work, "no-such-root.json");
+
+        /* a root whose signed part changed: refused, nothing installed */
+        data = repo_read(&repo, "1.root.json", &size);
+        p = strstr(data, from);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_ge(asprintf(&changed, "%.*s\"consistent_snapshot\":true%s", (int) (p - data), data,
+                                  p + STRLEN(from)), 0);
+        fixture_write_path(bad, changed, strlen(changed));
+        ck_assert_int_eq(tuf_client_init_root(md, bad), -EBADMSG);
+        ck_assert_int_eq(access(md, F_OK), -1);
+        ck_assert_int_eq(tuf_client_init_root(md, missing), -ENOENT);
+
+        ck_assert_int_eq(tuf_client_init_root(md, good), 0);
+        free(data);
+        data = file_read(repo.metadata, "1.root.json");
+        copy = file_read(md, "root.json");
+        ck_assert_str_eq(copy, data);
+}
+END_TEST
+
+/* ---- endless data and slow retrieval --------------------------------------------- */
+
+START_TEST(test_endless_timestamp) {
+        _cleanup_free_ char *big = repeat(' ', 100 * 1024);
+
+        repo_setup(false, true);
+        init_root();
+        repo_put(&repo, "timestamp.json", big, strlen(big));
+        ck_assert_int_eq(refresh_once("timestamp.json: download"), -EFBIG);
+        ck_assert(!file_exists(md, "timestamp.json"));
+}
+END_TEST
+
+START_TEST(test_endless_snapshot) {
+        _cleanup_free_ char *snapshot = NULL, *big = NULL;
+        size_t size;
+
+        /* snapshot.json longer than the length timestamp gives for it */
+        repo_setup(false, true);
+        init_root();
+        snapshot = repo_read(&repo, "snapshot.json", &size);
+        big = repeat(' ', size + 1000);
+        memcpy(big, snapshot, size);
+        repo_put(&repo, "snapshot.json", big, strlen(big));
+        ck_assert_int_eq(refresh_once("snapshot.json: download"), -EFBIG);
+        ck_assert(!file_exists(md, "snapshot.json"));
+}
+END_TEST
+
+START_TEST(test_endless_target) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        _cleanup_free_ char *longer = NULL;
+        const TufTargetFile *t;
+
+        repo_setup(_i, true);
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "hello.txt", &t), 0);
+
+        ck_assert_int_ge(asprintf(&longer, "%s and then some more bytes", hello), 0);
+        repo_serve_target_bytes(&repo, t, longer, strlen(longer));
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, NULL, NULL), -EFBIG);
+        ck_assert_uint_eq(dir_entries(dl), 0);
+}
+END_TEST
+
+/* A mirror that streams without end and without Content-Length: the
+ * signed length stops it at once. */
+START_TEST(test_endless_target_stream) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        const TufTargetFile *t;
+        struct timespec a, b;
+        MiniServer m = {};
+        char base[64];
+        int r;
+
+        repo_setup(false, true);
+        init_root();
+        mini_server_start(&m, "HTTP/1.0 200 OK\r\n\r\n", UINT64_MAX);
+        snprintf(base, sizeof(base), "http://127.0.0.1:%d", m.port);
+        c = client_new_with(&(TufClientOptions) { .target_base_url = base });
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "hello.txt", &t), 0);
+
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        r = tuf_client_download_target(c, t, dl, NULL, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        mini_server_stop(&m);
+        ck_assert_int_eq(r, -EFBIG);
+        ck_assert_int_lt(b.tv_sec - a.tv_sec, 5);
+        ck_assert_uint_eq(dir_entries(dl), 0);
+}
+END_TEST
+
+START_TEST(test_slow_retrieval) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        char slow[600];
+        struct timespec a, b;
+
+        repo_setup(false, true);
+        init_root();
+        snprintf(slow, sizeof(slow), "%s/slow/%s/metadata", nginx.https, name);
+        c = client_new_with(&(TufClientOptions) {
+                .metadata_url = slow,
+                .fetch = { .low_speed_sec = 2 },
+        });
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        ck_assert_int_eq(tuf_client_refresh(c), -ETIMEDOUT);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        ck_assert_int_lt(b.tv_sec - a.tv_sec, 10);
+        /* 2.root.json (its 404 page is slow too) or timestamp.json */
+        ck_assert_ptr_nonnull(strstr(tuf_client_error_context(c), ".json: download from"));
+}
+END_TEST
+
+/* ---- arbitrary installation and substitution ------------------------------------ */
+
+START_TEST(test_arbitrary_installation) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        _cleanup_free_ char *evil = strdup(hello);
+        const TufTargetFile *t;
+        size_t size;
+
+        repo_setup(_i, true);
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "hello.txt", &t), 0);
+
+        evil[0] = 'J';  /* same length, other bytes */
+        repo_serve_target_bytes(&repo, t, evil, strlen(evil));
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, NULL, NULL), -EBADMSG);
+        ck_assert_ptr_nonnull(strstr(tuf_client_error_context(c), "verifying"));
+        ck_assert_uint_eq(dir_entries(dl), 0);
+
+        free(evil);
+        evil = NULL;
+        ck_assert_int_eq(tuf_client_fetch_target(c, t, &evil, &size), -EBADMSG);
+        ck_assert_ptr_null(evil);
+}
+END_TEST
+
+START_TEST(test_target_substitution) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        _cleanup_free_ char *evil = strdup(hello), *data = NULL, *local = NULL;
+        const TufTargetFile *t;
+        bool cached = false;
+
+        repo_setup(false, true);
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "hello.txt", &t), 0);
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, NULL, &cached), 0);
+        ck_assert(!cached);
+        ck_assert_uint_eq(served("targets/hello.txt", 200), 1);
+
+        /* The server now serves other bytes: the verified local copy stays,
+         * and the server is not even asked. */
+        evil[0] = 'J';
+        repo_serve_target_bytes(&repo, t, evil, strlen(evil));
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, NULL, &cached), 0);
+        ck_assert(cached);
+        ck_assert_uint_eq(served("targets/hello.txt", 200), 1);
+        data = file_read(dl, "hello.txt");
+        ck_assert_str_eq(data, hello);
+
+        /* A local copy tampered with is downloaded again and replaced. */
+        repo_serve_target_bytes(&repo, t, hello, strlen(hello));
+        local = path_join(dl, "hello.txt");
+        fixture_write_path(local, evil, strlen(evil));
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, NULL, &cached), 0);
+        ck_assert(!cached);
+        free(data);
+        data = file_read(dl, "hello.txt");
+        ck_assert_str_eq(data, hello);
+        ck_assert_uint_eq(served("targets/hello.txt", 200), 2);
+        ck_assert_uint_eq(dir_entries(dl), 1);
+
+        /* Tampered locally while the server is bad too: refused, and the
+         * bad server bytes never replace anything. */
+        repo_serve_target_bytes(&repo, t, evil, strlen(evil));
+        fixture_write_path(local, "short", 5);
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, NULL, &cached), -EBADMSG);
+        free(data);
+        data = file_read(dl, "hello.txt");
+        ck_assert_str_eq(data, "short");
+        ck_assert_uint_eq(dir_entries(dl), 1);
+}
+END_TEST
+
+/* ---- fast-forward recovery, rollback, freeze, mix-and-match ---------------------- */
+
+START_TEST(test_fast_forward_timestamp) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+
+        repo_setup(false, true);
+        init_root();
+        ck_assert_int_eq(refresh_once(NULL), 0);
+
+        /* An attacker with the timestamp key fast-forwards the version. */
+        repo.timestamp_version = 1000;
+        repo_write_timestamp(&repo);
+        ck_assert_int_eq(refresh_once(NULL), 0);
+
+        /* The repository recovers: new timestamp key in root v2, and a
+         * timestamp at an honest (lower) version. */
+        repo_key_done(&repo.timestamp);
+        repo_key_new(&repo.timestamp);
+        repo.root_version = 2;
+        repo_write_root(&repo, NULL, 0);
+        repo.timestamp_version = 2;
+        repo_write_timestamp(&repo);
+
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_uint_eq(tuf_trusted_set_timestamp(tuf_client_trusted(c))->version, 2);
+        ck_assert_uint_eq(tuf_trusted_set_root(tuf_client_trusted(c))->version, 2);
+}
+END_TEST
+
+START_TEST(test_fast_forward_snapshot) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+
+        repo_setup(false, true);
+        init_root();
+        ck_assert_int_eq(refresh_once(NULL), 0);
+
+        /* Snapshot (and timestamp) keys abused to fast-forward snapshot. */
+        repo.snapshot_version = 1000;
+        repo.timestamp_version++;
+        repo_publish(&repo);
+        ck_assert_int_eq(refresh_once(NULL), 0);
+
+        /* Recovery rotates the snapshot key only; the timestamp now names a
+         * lower snapshot version than the cached timestamp did, so the cached
+         * timestamp must go as well. */
+        repo_key_done(&repo.snapshot);
+        repo_key_new(&repo.snapshot);
+        repo.root_version = 2;
+        repo_write_root(&repo, NULL, 0);
+        repo.snapshot_version = 2;
+        repo.timestamp_version++;
+        repo_publish(&repo);
+
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_uint_eq(tuf_trusted_set_snapshot(tuf_client_trusted(c))->version, 2);
+}
+END_TEST
+
+START_TEST(test_rollback_timestamp) {
+        _cleanup_free_ char *old = NULL;
+        size_t size;
+
+        repo_setup(false, true);
+        init_root();
+        old = repo_read(&repo, "timestamp.json", &size);
+        repo_bump(&repo);
+        repo_publish(&repo);
+        ck_assert_int_eq(refresh_once(NULL), 0);
+
+        /* the server (or a man in the middle) replays the old timestamp */
+        repo_put(&repo, "timestamp.json", old, size);
+        ck_assert_int_eq(refresh_once("timestamp.json"), -ESTALE);
+}
+END_TEST
+
+START_TEST(test_rollback_snapshot_targets_version) {
+        _cleanup_free_ char *old_targets = NULL;
+        size_t size;
+
+        /* Version 3 of targets trusted; then a newer snapshot (honest
+         * signature, e.g. a compromised snapshot key) names targets v2. */
+        repo_setup(false, false);
+        init_root();
+        repo.roles[0].version = 2;
+        repo_publish(&repo);
+        old_targets = repo_read(&repo, "targets.json", &size);
+        repo.roles[0].version = 3;
+        repo.snapshot_version++;
+        repo.timestamp_version++;
+        repo_publish(&repo);
+        ck_assert_int_eq(refresh_once(NULL), 0);
+
+        repo_put(&repo, "targets.json", old_targets, size);
+        repo.roles[0].version = 2;
+        repo.snapshot_version++;
+        repo.timestamp_version++;
+        repo_write_snapshot(&repo);
+        repo_write_timestamp(&repo);
+        ck_assert_int_eq(refresh_once("snapshot.json"), -ESTALE);
+}
+END_TEST
+
+START_TEST(test_freeze_expired_timestamp) {
+        repo_setup(false, true);
+        init_root();
+        repo.timestamp_version++;
+        repo.timestamp_expires = (int64_t) time(NULL) - 60;
+        repo_write_timestamp(&repo);
+        ck_assert_int_eq(refresh_once("timestamp.json"), -EKEYEXPIRED);
+        ck_assert(!file_exists(md, "timestamp.json"));
+}
+END_TEST
+
+START_TEST(test_freeze_same_timestamp_later) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+
+        /* The server keeps serving the timestamp we already have; two days
+         * later (reference time) it has expired: that is a freeze too. */
+        repo_setup(false, true);
+        init_root();
+        ck_assert_int_eq(refresh_once(NULL), 0);
+        c = client_new_with(&(TufClientOptions) { .reference_time = (int64_t) time(NULL) + 2 * REPO_DAY });
+        ck_assert_int_eq(tuf_client_refresh(c), -EKEYEXPIRED);
+        ck_assert_str_eq(tuf_client_error_context(c), "timestamp.json");
+}
+END_TEST
+
+START_TEST(test_freeze_expired_root) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+
+        repo_setup(false, true);
+        init_root();
+        c = client_new_with(&(TufClientOptions) { .reference_time = (int64_t) time(NULL) + 400 * REPO_DAY });
+        ck_assert_int_eq(tuf_client_refresh(c), -EKEYEXPIRED);
+        ck_assert_ptr_nonnull(strstr(tuf_client_error_context(c), "root.json"));
+        ck_assert(!file_exists(md, "timestamp.json"));
+}
+END_TEST
+
+/* _i: 0 snapshot lists hashes (caught by hash), 1 versions only (by version) */
+START_TEST(test_mix_and_match) {
+        _cleanup_free_ char *old_targets = NULL;
+        size_t size;
+
+        repo_setup(false, _i == 0);
+        init_root();
+        old_targets = repo_read(&repo, "targets.json", &size);
+        repo_bump(&repo);
+        repo_publish(&repo);
+
+        /* targets.json of the previous snapshot, correctly signed */
+        repo_put(&repo, "targets.json", old_targets, size);
+        ck_assert_int_eq(refresh_once("targets.json"), _i == 0 ? -EBADMSG : -ESTALE);
+        ck_assert(!file_exists(md, "targets.json"));
+}
+END_TEST
+
+/* ---- root rotation ---------------------------------------------------------------- */
+
+static void rotate_root_key(void) {
+        RepoKey old = repo.root;
+
+        repo_key_new(&repo.root);
+        repo.root_version++;
+        repo_write_root(&repo, &old.priv, 1);  /* signed by the old and the new key */
+        repo_key_done(&old);
+}
+
+START_TEST(test_root_rotation_chain_and_cap) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL, *d = NULL;
+        _cleanup_free_ char *v3 = NULL, *local = NULL;
+
+        repo_setup(false, true);
+        init_root();
+        for (int i = 0; i < 4; i++)
+                rotate_root_key();  /* versions 2..5 */
+
+        c = client_new_with(&(TufClientOptions) { .max_root_rotations = 2 });
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_uint_eq(tuf_trusted_set_root(tuf_client_trusted(c))->version, 3);
+        ck_assert_uint_eq(served("metadata/3.root.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/4.root.json", 200), 0);
+        /* each trusted root persisted */
+        v3 = file_read(repo.metadata, "3.root.json");
+        local = file_read(md, "root.json");
+        ck_assert_str_eq(local, v3);
+
+        d = client_new();
+        ck_assert_int_eq(tuf_client_refresh(d), 0);
+        ck_assert_uint_eq(tuf_trusted_set_root(tuf_client_trusted(d))->version, 5);
+        ck_assert_uint_eq(served("metadata/6.root.json", 404), 1);
+}
+END_TEST
+
+START_TEST(test_root_rotation_bad_signature) {
+        _cleanup_free_ char *v1 = NULL, *local = NULL;
+
+        repo_setup(false, true);
+        init_root();
+        /* 2.root.json signed by a new key only: the old root did not approve */
+        repo_key_done(&repo.root);
+        repo_key_new(&repo.root);
+        repo.root_version = 2;
+        repo_write_root(&repo, NULL, 0);
+
+        ck_assert_int_eq(refresh_once("2.root.json"), -EBADMSG);
+        v1 = file_read(repo.metadata, "1.root.json");
+        local = file_read(md, "root.json");
+        ck_assert_str_eq(local, v1);
+}
+END_TEST
+
+/* ---- delegations ------------------------------------------------------------------- */
+
+START_TEST(test_evil_role_name) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        _cleanup_free_ char *doc = NULL, *outside = NULL;
+        const TufTargetFile *t;
+        char dir[PATH_MAX * 2];
+        size_t evil, size;
+
+        snprintf(dir, sizeof(dir), "%s/%s", nginx.www, name);
+        repo_init(&repo, dir, false);
+        evil = repo_add_role(&repo, 0, "../evil", "evil/*", false);
+        repo_add_target(&repo, evil, "evil/x", payload, strlen(payload));
+        repo_write_root(&repo, NULL, 0);
+        repo_publish(&repo);
+        /* nginx decodes "metadata/..%2Fevil.json" to "evil.json" next to
+         * metadata/: serve the role there too */
+        doc = repo_read(&repo, "..%2Fevil.json", &size);
+        fixture_write(repo.dir, "evil.json", doc, size);
+
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "evil/x", &t), 0);
+        ck_assert(file_exists(md, "..%2Fevil.json"));
+        ck_assert(!file_exists(work, "evil.json"));
+        ck_assert_uint_eq(dir_entries(md), 5);  /* root timestamp snapshot targets ..%2Fevil */
+        outside = path_join(work, "evil.json");
+        ck_assert_int_eq(access(outside, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_target_path_traversal) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        const TufTargetFile *t;
+        TufTargetFile forged = { .path = (char *) "../escape", .length = 5 };
+
+        repo_setup(false, true);
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "../hello.txt", &t), -EINVAL);
+        ck_assert_int_eq(tuf_client_find_target(c, "payloads/../hello.txt", &t), -EINVAL);
+        ck_assert_int_eq(tuf_client_find_target(c, "/hello.txt", &t), -EINVAL);
+        ck_assert_int_eq(tuf_client_download_target(c, &forged, dl, NULL, NULL), -EINVAL);
+        ck_assert(!file_exists(work, "escape"));
+        ck_assert_uint_eq(dir_entries(dl), 0);
+}
+END_TEST
+
+/* Two roles claim "x/ANY": the first listed (and its subtree) wins; BFS would
+ * pick b's copy of x/deep, pre-order DFS a1's. */
+START_TEST(test_delegation_search_order) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        _cleanup_free_ char *data = NULL;
+        const TufTargetFile *t;
+        TufHashes h;
+        char dir[PATH_MAX * 2];
+        size_t a, a1, b;
+
+        snprintf(dir, sizeof(dir), "%s/%s", nginx.www, name);
+        repo_init(&repo, dir, true);
+        a = repo_add_role(&repo, 0, "a", "x/*", false);
+        b = repo_add_role(&repo, 0, "b", "x/*", false);
+        a1 = repo_add_role(&repo, a, "a1", "x/*", false);
+        repo_add_target(&repo, b, "x/file", "from b", 6);
+        repo_add_target(&repo, a, "x/file", "from a", 6);
+        repo_add_target(&repo, b, "x/deep", "deep b", 6);
+        repo_add_target(&repo, a1, "x/deep", "deep a1", 7);
+        /* the last served bytes are a's and a1's; b's are still distinguishable by hash */
+        repo_write_root(&repo, NULL, 0);
+        repo_publish(&repo);
+
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "x/file", &t), 0);
+        ck_assert_int_eq(tuf_hashes_compute("from a", 6, &h), 0);
+        ck_assert(memcmp(t->hashes.sha256, h.sha256, 32) == 0);
+        ck_assert(!file_exists(md, "b.json"));  /* never needed */
+
+        ck_assert_int_eq(tuf_client_find_target(c, "x/deep", &t), 0);
+        ck_assert_int_eq(tuf_hashes_compute("deep a1", 7, &h), 0);
+        ck_assert(memcmp(t->hashes.sha256, h.sha256, 32) == 0);
+        ck_assert_int_eq(tuf_client_download_target(c, t, dl, NULL, NULL), 0);
+        data = file_read(dl, "x%2Fdeep");
+        ck_assert_str_eq(data, "deep a1");
+}
+END_TEST
+
+START_TEST(test_delegation_terminating) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        const TufTargetFile *t;
+        char dir[PATH_MAX * 2];
+        size_t a, b;
+
+        snprintf(dir, sizeof(dir), "%s/%s", nginx.www, name);
+        repo_init(&repo, dir, false);
+        a = repo_add_role(&repo, 0, "a", "x/*", true);
+        b = repo_add_role(&repo, 0, "b", "x/*", false);
+        repo_add_target(&repo, a, "x/in-a", "a", 1);
+        repo_add_target(&repo, b, "x/in-b", "b", 1);
+        repo_add_target(&repo, b, "y/in-b", "b", 1);  /* not delegated to b: never found */
+        repo_write_root(&repo, NULL, 0);
+        repo_publish(&repo);
+
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "x/in-a", &t), 0);
+        /* a is terminating for "x/ANY": b is never asked */
+        ck_assert_int_eq(tuf_client_find_target(c, "x/in-b", &t), -ENOENT);
+        ck_assert(!file_exists(md, "b.json"));
+        ck_assert_uint_eq(served("metadata/b.json", 200), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "y/in-b", &t), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_delegation_cycle_and_cap) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL, *capped = NULL;
+        const TufTargetFile *t;
+        char dir[PATH_MAX * 2];
+        size_t a, b, cr;
+
+        /* targets -> a -> b -> a (a cycle), and targets -> c after a */
+        snprintf(dir, sizeof(dir), "%s/%s", nginx.www, name);
+        repo_init(&repo, dir, false);
+        a = repo_add_role(&repo, 0, "a", "x/*", false);
+        cr = repo_add_role(&repo, 0, "c", "x/*", false);
+        b = repo_add_role(&repo, a, "b", "x/*", false);
+        repo_delegate(&repo, b, a, "x/*");
+        repo_add_target(&repo, b, "x/in-b", "b", 1);
+        repo_add_target(&repo, cr, "x/in-c", "c", 1);
+        repo_write_root(&repo, NULL, 0);
+        repo_publish(&repo);
+
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        /* without the visited set the search would go round a and b until
+         * the cap and never reach c */
+        ck_assert_int_eq(tuf_client_find_target(c, "x/in-c", &t), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "x/none", &t), -ENOENT);
+        ck_assert_uint_eq(served("metadata/a.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/b.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/c.json", 200), 1);
+        ck_assert_int_eq(tuf_client_find_target(c, "x/in-b", &t), 0);
+
+        /* two roles visited at most: targets and a; b is out of reach */
+        capped = client_new_with(&(TufClientOptions) { .max_delegations = 2 });
+        ck_assert_int_eq(tuf_client_refresh(capped), 0);
+        ck_assert_int_eq(tuf_client_find_target(capped, "x/in-b", &t), -ENOENT);
+}
+END_TEST
+
+/* ---- the local cache ----------------------------------------------------------------- */
+
+START_TEST(test_metadata_reused) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL, *d = NULL;
+        const TufTargetFile *t;
+
+        repo_setup(false, true);
+        init_root();
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "payloads/a.tar", &t), 0);
+
+        d = client_new();
+        ck_assert_int_eq(tuf_client_refresh(d), 0);
+        ck_assert_int_eq(tuf_client_find_target(d, "payloads/a.tar", &t), 0);
+        ck_assert_uint_eq(served("metadata/timestamp.json", 200), 2);  /* always asked */
+        ck_assert_uint_eq(served("metadata/snapshot.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/targets.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/releases.json", 200), 1);
+
+        /* a new version of releases only: only that is fetched again */
+        repo.roles[1].version++;
+        repo.snapshot_version++;
+        repo.timestamp_version++;
+        repo_publish(&repo);
+        tuf_client_free(d);
+        d = client_new();
+        ck_assert_int_eq(tuf_client_refresh(d), 0);
+        ck_assert_int_eq(tuf_client_find_target(d, "payloads/a.tar", &t), 0);
+        ck_assert_uint_eq(served("metadata/snapshot.json", 200), 2);
+        ck_assert_uint_eq(served("metadata/targets.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/releases.json", 200), 2);
+}
+END_TEST
+
+START_TEST(test_corrupt_cache_ignored) {
+        _cleanup_free_ char *p = NULL;
+
+        /* A damaged local copy is not trusted and not fatal: refetched. */
+        repo_setup(false, true);
+        init_root();
+        ck_assert_int_eq(refresh_once(NULL), 0);
+        p = path_join(md, "targets.json");
+        fixture_write_path(p, "{}", 2);
+        ck_assert_int_eq(refresh_once(NULL), 0);
+        ck_assert_uint_eq(served("metadata/targets.json", 200), 2);
+}
+END_TEST
+
+static Suite *tuf_client_suite(void) {
+        Suite *s = suite_create("tuf-client");
+        TCase *tc = tcase_create("scenarios");
+
+        tcase_set_timeout(tc, 60);
+        tcase_add_unchecked_fixture(tc, nginx_setup, nginx_teardown);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_loop_test(tc, test_refresh_and_download, 0, 2);
+        tcase_add_test(tc, test_init_root);
+        tcase_add_test(tc, test_endless_timestamp);
+        tcase_add_test(tc, test_endless_snapshot);
+        tcase_add_loop_test(tc, test_endless_target, 0, 2);
+        tcase_add_test(tc, test_endless_target_stream);
+        tcase_add_test(tc, test_slow_retrieval);
+        tcase_add_loop_test(tc, test_arbitrary_installation, 0, 2);
+        tcase_add_test(tc, test_target_substitution);
+        tcase_add_test(tc, test_fast_forward_timestamp);
+        tcase_add_test(tc, test_fast_forward_snapshot);
+        tcase_add_test(tc, test_rollback_timestamp);
+        tcase_add_test(tc, test_rollback_snapshot_targets_version);
+        tcase_add_test(tc, test_freeze_expired_timestamp);
+        tcase_add_test(tc, test_freeze_same_timestamp_later);
+        tcase_add_test(tc, test_freeze_expired_root);
+        tcase_add_loop_test(tc, test_mix_and_match, 0, 2);
+        tcase_add_test(tc, test_root_rotation_chain_and_cap);
+        tcase_add_test(tc, test_root_rotation_bad_signature);
+        tcase_add_test(tc, test_evil_role_name);
+        tcase_add_test(tc, test_target_path_traversal);
+        tcase_add_test(tc, test_delegation_search_order);
+        tcase_add_test(tc, test_delegation_terminating);
+        tcase_add_test(tc, test_delegation_cycle_and_cap);
+        tcase_add_test(tc, test_metadata_reused);
+        tcase_add_test(tc, test_corrupt_cache_ignored);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        SRunner *sr = srunner_create(tuf_client_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
