@@ -318,20 +318,69 @@ RegistryHive *registry_hive_close(RegistryHive *h) {
 
 /*
  * Writing back. hivex_commit writes the whole hive to the private copy;
- * the copy's bytes then replace the file in the volume.
+ * its bytes go into a new file next to the hive in the volume
+ * ("SYSTEM.oob-new"), which is then renamed over the hive, keeping the
+ * hive's on-disk spelling.
  *
- * hv.h promises "a new file, then a rename over the old one" as far as
- * NTFS allows. The NtfsVolume API has no rename, so the new bytes are
- * written over the old file (ntfs_volume_write_buffer): a crash in the
- * middle of that write leaves a torn hive in the volume. What makes the
- * change atomic is one level up: every apply runs on a throw-away qcow2
- * overlay, and an interrupted apply discards the overlay whole, hive and
- * all. A hive file of the host (registry_hive_open_file) is replaced with
- * a real temp file + rename (write_file_atomic).
+ * What NTFS gives here (hv.h: "atomically as far as NTFS allows"):
+ * libntfs-3g keeps no journal, and ntfs_volume_rename() deletes the old
+ * name before linking the new one. A crash while the new file is written
+ * leaves the old hive untouched (plus a stray .oob-new); a crash inside
+ * the rename can leave the hive only under the .oob-new name, and
+ * Windows would not find it. The real atomicity is one level up: every
+ * apply runs on a throw-away qcow2 overlay, and an interrupted apply
+ * discards the overlay whole. A hive file of the host
+ * (registry_hive_open_file) is replaced with write_file_atomic().
  */
+static ssize_t read_fd(void *userdata, void *buf, size_t size) {
+        int fd = *(int *) userdata;
+
+        for (;;) {
+                ssize_t l = read(fd, buf, size);
+                if (l >= 0)
+                        return l;
+                if (errno != EINTR)
+                        return -errno;
+        }
+}
+
+static int write_back_to_volume(RegistryHive *h) {
+        _cleanup_(ntfs_stat_done) NtfsStat st = {};
+        _cleanup_free_ char *target = NULL, *temp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *slash = strrchr(h->path, '/');
+        int dirlen = slash ? (int) (slash - h->path) : 0;
+        int r;
+
+        /* The hive's name as the volume spells it ("SYSTEM", not "system"). */
+        r = ntfs_volume_stat(h->volume, h->path, &st);
+        if (r < 0)
+                return r;
+        if (st.is_dir)
+                return -EISDIR;
+        if (asprintf(&target, "%.*s%s%s", dirlen, h->path, slash ? "/" : "", st.name) < 0) {
+                target = NULL;
+                return -ENOMEM;
+        }
+        if (asprintf(&temp, "%s.oob-new", target) < 0) {
+                temp = NULL;
+                return -ENOMEM;
+        }
+
+        fd = open(h->temp_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        r = ntfs_volume_write_file(h->volume, temp, read_fd, &fd);
+        if (r >= 0)
+                r = ntfs_volume_rename(h->volume, temp, target);
+        if (r < 0) {
+                (void) ntfs_volume_unlink(h->volume, temp);
+                return r;
+        }
+        return 0;
+}
+
 int registry_hive_commit(RegistryHive *h) {
-        _cleanup_free_ char *data = NULL;
-        size_t size;
         int r;
 
         assert_return(h, -EINVAL);
@@ -344,14 +393,16 @@ int registry_hive_commit(RegistryHive *h) {
         if (hivex_commit(h->hive, NULL, 0) < 0)
                 return errno == ENOMEM ? -ENOMEM : -EIO;
 
-        r = read_full_file(h->temp_path, REGISTRY_HIVE_MAX, &data, &size);
-        if (r < 0)
-                return r;
-
         if (h->volume)
-                r = ntfs_volume_write_buffer(h->volume, h->path, data, size);
-        else
-                r = write_file_atomic(h->path, data, size, 0600);
+                r = write_back_to_volume(h);
+        else {
+                _cleanup_free_ char *data = NULL;
+                size_t size;
+
+                r = read_full_file(h->temp_path, REGISTRY_HIVE_MAX, &data, &size);
+                if (r >= 0)
+                        r = write_file_atomic(h->path, data, size, 0600);
+        }
         if (r < 0)
                 return r;
 
@@ -434,11 +485,20 @@ static int lookup_key(RegistryHive *h, const char *key, bool create, hive_node_h
         if (*p == '\\')
                 p++;
 
+        /* The whole path first: a bad component refuses before any key is created. */
+        for (const char *q = p; *q;) {
+                if (++depth > REGISTRY_KEY_DEPTH_MAX)
+                        return -EINVAL;
+                r = next_component(&q, name);
+                if (r < 0)
+                        return r;
+        }
+
+        depth = 0;
         while (*p) {
                 hive_node_h child;
 
-                if (++depth > REGISTRY_KEY_DEPTH_MAX)
-                        return -EINVAL;
+                depth++;
                 r = next_component(&p, name);
                 if (r < 0)
                         return r;
