@@ -367,12 +367,50 @@ static int verb_add_order(const Args *args) {
         return finish(r, args);
 }
 
+static bool manifest_needs(const PatchManifest *m, const char *payload) {
+        for (char **p = m->payloads; p && *p; p++)
+                if (streq(*p, payload))
+                        return true;
+        for (size_t i = 0; i < m->n_actions; i++)
+                if (m->actions[i].payload && streq(m->actions[i].payload, payload))
+                        return true;
+        return false;
+}
+
+/* A payload that a listed manifest names would make that manifest fail on
+ * every device: -EBUSY, naming the manifest. */
+static int check_payload_unused(Repo *r, const char *payload) {
+        const TufTargets *t = r->targets[REPO_ROLE_RELEASES];
+
+        for (size_t i = 0; i < t->n_targets; i++) {
+                _cleanup_(patch_manifest_freep) PatchManifest *m = NULL;
+                _cleanup_free_ char *data = NULL;
+                size_t size;
+                int k;
+
+                if (!strneq(t->targets[i].path, "manifests/", STRLEN("manifests/")))
+                        continue;
+                k = repo_read_target(r, &t->targets[i], &data, &size);
+                if (k < 0)
+                        return k;
+                if (patch_manifest_parse(data, size, &m, NULL) < 0)
+                        continue;  /* cannot name anything devices would apply */
+                if (manifest_needs(m, payload))
+                        return log_error_errno(-EBUSY, "%s: %s names it: remove or replace that manifest first",
+                                               payload, t->targets[i].path);
+        }
+        return 0;
+}
+
 static int verb_remove(const Args *args) {
         _cleanup_(repo_freep) Repo *r = NULL;
         RepoRole role;
         int k;
 
         k = repo_open(args->repo, &r);
+        if (k < 0)
+                return k;
+        k = check_payload_unused(r, args->positional[0]);
         if (k < 0)
                 return k;
         k = repo_remove_target(r, args->positional[0], &role);

@@ -214,6 +214,7 @@ cmp "$tmp/update.tar" "$(find_download "$tmp/dl3" payloads/update.tar)" || fail 
 ok "rotate-key timestamp and root, publish, refresh: existing and fresh clients follow root 1 -> 2 -> 3"
 
 # ---- remove, and an interrupted publication ---------------------------------------------
+refused 1 'manifests/test-2026-11.yaml names it' --repo "$r" remove payloads/update.tar
 repo --repo "$r" remove payloads/second.bin || fail "remove"
 [ ! -e "$r/public/targets/payloads/second.bin" ] || fail "removed target still served under its plain name"
 rc=0; download "$md" "$tmp/dl4" payloads/second.bin 2>/dev/null || rc=$?
@@ -290,6 +291,12 @@ cmp "$tmp/update.tar" "$(find_download "$tmp/dl9" payloads/u.tar)" || fail "payl
 grep -q 'GET /repo2/targets/payloads/u.tar ' "$NGINX_LOG" || fail "the client did not fetch the plain name"
 grep -q 'GET /repo2/metadata/snapshot.json ' "$NGINX_LOG" || fail "the client did not fetch snapshot.json"
 ok "ecdsa keys, no consistent snapshots: the client reads plain names"
+
+# ---- a new version of a manifest replaces the old one ---------------------------------------
+sed -e 's/^version: 1/version: 2/' -e 's/integration test patch/second version/' "$tmp/patch.yaml" >"$tmp/patch2.yaml"
+repo --repo "$r" add-manifest "$tmp/patch2.yaml" || { cat "$tmp/out" >&2; fail "add-manifest version 2"; }
+cmp "$tmp/patch2.yaml" "$r/public/targets/manifests/test-2026-11.yaml" || fail "manifest version 2 not published"
+ok "a manifest's next version replaces it"
 
 # ---- no key material was ever printed ------------------------------------------------------
 for f in "$r"/keys/*.pem*; do
