@@ -90,8 +90,9 @@ grep -q 'payloads/update.tar' "$tmp/out" || fail "add-payload did not name the t
 sha=$(sha256sum "$tmp/update.tar" | cut -d' ' -f1)
 cmp "$tmp/update.tar" "$r/public/targets/payloads/$sha.update.tar" || fail "hash-prefixed payload missing or differs"
 cmp "$tmp/update.tar" "$r/public/targets/payloads/update.tar" || fail "plain-named payload missing or differs"
-[ -f "$r/public/metadata/2.releases.json" ] && [ -f "$r/public/metadata/2.snapshot.json" ] ||
-	fail "add-payload did not publish releases v2 and snapshot v2"
+for f in 2.releases.json 2.snapshot.json; do
+	[ -f "$r/public/metadata/$f" ] || fail "add-payload did not publish $f"
+done
 [ "$(json 'd.signed.meta["snapshot.json"].version' <"$r/public/metadata/timestamp.json")" = 2 ] ||
 	fail "timestamp does not name snapshot v2"
 [ "$(json 'd.signed.targets["payloads/update.tar"].hashes.sha256' <"$r/public/metadata/releases.json")" = "$sha" ] ||
@@ -250,7 +251,8 @@ mv "$r/keys/helpdesk.pem" "$r/keys/helpdesk.pem.new"
 cp -p "$r/keys/helpdesk.pem.old-1" "$r/keys/helpdesk.pem"
 repo --repo "$r" status || fail "status after an interrupted rotation"
 grep -q 'Finishing the interrupted rotation of the helpdesk key' "$tmp/out" || fail "interrupted rotation not finished"
-[ ! -e "$r/keys/helpdesk.pem.new" ] && [ -f "$r/keys/helpdesk.pem.old-2" ] || fail "keys/ not as expected after recovery"
+[ ! -e "$r/keys/helpdesk.pem.new" ] || fail "keys/helpdesk.pem.new left after recovery"
+[ -f "$r/keys/helpdesk.pem.old-2" ] || fail "the replaced helpdesk key was not kept"
 # Died before the commit: the new key was never listed and is discarded.
 cp -p "$r/keys/releases.pem.old-1" "$r/keys/timestamp.pem.new"
 repo --repo "$r" refresh || fail "refresh after an uncommitted rotation"
