@@ -718,7 +718,7 @@ static int parse_argv(int argc, char **argv, Args *args, const Verb **ret) {
         int c, k;
 
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":hv", options, NULL)) >= 0) {
                 switch (c) {
                 case 'h':
                         help();
