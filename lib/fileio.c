@@ -2,6 +2,8 @@
 /* Whole-file reads with a cap, and atomic, durable replacement of files. */
 
 #include <fcntl.h>
+#include <inttypes.h>
+#include <sys/random.h>
 #include <libgen.h>
 #include <sys/stat.h>
 
@@ -81,13 +83,23 @@ int write_file_atomic_at(int dir_fd, const char *name, const void *data, size_t 
         int r;
 
         assert_return(filename_is_safe(name), -EINVAL);
-        r = snprintf(tmp, sizeof(tmp), ".#%.200s.%08x", name, (unsigned) random());
-        if (r < 0 || (size_t) r >= sizeof(tmp))
-                return -ENAMETOOLONG;
 
-        fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-        if (fd < 0)
-                return -errno;
+        /* A random suffix from getrandom(): a temp file left by a killed
+         * process never blocks the next writer, which simply picks another. */
+        for (unsigned attempt = 0;; attempt++) {
+                uint64_t suffix;
+
+                if (getrandom(&suffix, sizeof(suffix), 0) != sizeof(suffix))
+                        return -errno;
+                r = snprintf(tmp, sizeof(tmp), ".#%.200s.%016" PRIx64, name, suffix);
+                if (r < 0 || (size_t) r >= sizeof(tmp))
+                        return -ENAMETOOLONG;
+                fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+                if (fd >= 0)
+                        break;
+                if (errno != EEXIST || attempt >= 16)
+                        return -errno;
+        }
         r = write_all(fd, data, size);
         if (r >= 0 && fchmod(fd, mode) < 0)
                 r = -errno;
