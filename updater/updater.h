@@ -7,6 +7,7 @@
  * target download with streaming verification.
  */
 
+#include "hv.h"
 #include "lib.h"
 #include "manifests.h"
 
@@ -120,3 +121,32 @@ const TufTrustedSet *tuf_client_trusted(const TufClient *c);
  * download from URL"), the caller names the target. NULL when the last call
  * succeeded. Valid until the next call on c. */
 const char *tuf_client_error_context(const TufClient *c);
+
+/* ---- the offline apply engine (updater/apply.c) ------------------------ */
+
+typedef struct ApplyOptions {
+        /* Directory holding the manifest's verified payloads, each under
+         * tuf_client_target_filename(target path). */
+        const char *payload_dir;
+        /* Signed lengths of the payloads, to cap what an archive may unpack
+         * to when its extract action gives no explicit limit. */
+        const TufTargetFile *const *payloads;
+        size_t n_payloads;
+} ApplyOptions;
+
+typedef struct ApplyResult {
+        size_t actions_done;           /* actions completed, in order */
+        size_t failed_action;          /* index of the failing action, if any */
+        uint64_t files_written, bytes_written, files_deleted, registry_changes;
+} ApplyResult;
+
+/*
+ * Execute a verified manifest's actions, in order, on a writable Windows
+ * volume (which must be a throw-away staging overlay: on error the caller
+ * discards it, so the disk is exactly as before). Archive entries are
+ * written below the action's destination with hardened paths (no "..",
+ * absolute paths, drive letters, links or devices; names colliding
+ * case-insensitively are one file, as on NTFS); total unpacked bytes are
+ * capped. Errors name the action through ret->failed_action.
+ */
+int apply_manifest(NtfsVolume *v, const PatchManifest *m, const ApplyOptions *o, ApplyResult *ret);
