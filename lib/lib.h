@@ -23,6 +23,7 @@
  *   -EINVAL        bad argument from the caller (a bug, or bad user input at an edge)
  */
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -207,3 +208,34 @@ int mkdir_p(const char *path, mode_t mode);
 char *path_join(const char *a, const char *b);
 /* True when name is a single safe path component: not empty, ".", "..", no '/', no NUL. */
 bool filename_is_safe(const char *name);
+
+/* ---- JSON output (for --json listings and reports) --------------------- */
+
+/*
+ * A streaming JSON writer for output we produce (never for parsing input).
+ * Calls nest naturally; commas and escaping are handled:
+ *   JsonWriter *w = json_writer_new(stdout, true);
+ *   jw_begin_object(w); jw_key(w, "id"); jw_string(w, "3"); jw_end_object(w);
+ *   json_writer_free(w);   (prints a final newline)
+ * Strings are escaped per RFC 8259 (control characters as \u00XX).
+ */
+typedef struct JsonWriter JsonWriter;
+
+JsonWriter *json_writer_new(FILE *f, bool pretty);
+JsonWriter *json_writer_free(JsonWriter *w);
+DEFINE_TRIVIAL_CLEANUP_FUNC(JsonWriter *, json_writer_free);
+void jw_begin_object(JsonWriter *w);
+void jw_end_object(JsonWriter *w);
+void jw_begin_array(JsonWriter *w);
+void jw_end_array(JsonWriter *w);
+void jw_key(JsonWriter *w, const char *key);
+void jw_string(JsonWriter *w, const char *s);      /* NULL writes null */
+void jw_int(JsonWriter *w, int64_t v);
+void jw_uint(JsonWriter *w, uint64_t v);
+void jw_bool(JsonWriter *w, bool v);
+void jw_null(JsonWriter *w);
+/* Convenience: key and value in one call. */
+void jw_kv_string(JsonWriter *w, const char *key, const char *s);
+void jw_kv_int(JsonWriter *w, const char *key, int64_t v);
+void jw_kv_uint(JsonWriter *w, const char *key, uint64_t v);
+void jw_kv_bool(JsonWriter *w, const char *key, bool v);
