@@ -4,9 +4,13 @@
  *
  * hivex works on files, so a hive is copied out of the NTFS volume into a
  * private temp file (mkstemp in $TMPDIR, mode 0600: SAM and SECURITY hold
- * secrets), edited there in memory, and on commit written back whole.
+ * secrets), edited there in memory, and on commit written back whole (see
+ * registry_hive_commit for what that means on NTFS).
  * Only this file includes <hivex.h>; hivex's errno values are translated
  * here.
+ *
+ * Key names are compared case-insensitively as hivex does (ASCII case
+ * folding; Windows folds all of Unicode through its upcase table).
  *
  * Values are converted at this boundary: REG_SZ, REG_EXPAND_SZ and
  * REG_MULTI_SZ are UTF-16LE on disk and UTF-8 above (iconv); DWORD and
@@ -46,7 +50,7 @@
 #define REGF_SEQUENCE2_OFFSET 8U
 
 struct RegistryHive {
-        NtfsVolume *volume;            /* not owned; NULL for a host file */
+        NtfsVolume *volume;            /* not owned, must outlive the hive; NULL for a host file */
         char *path;                    /* in the volume, or the host file */
         char *temp_path;               /* the private copy hivex works on */
         hive_h *hive;
@@ -717,20 +721,27 @@ int registry_set(RegistryHive *h, const char *key, const char *name, const Regis
         return 0;
 }
 
-static void free_set_values(hive_set_value *values, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                free(values[i].key);
-                free(values[i].value);
+/* A node's values as hivex_node_set_values() takes them. */
+typedef struct SetValues {
+        hive_set_value *values;
+        size_t n;
+} SetValues;
+
+static void set_values_done(SetValues *s) {
+        for (size_t i = 0; i < s->n; i++) {
+                free(s->values[i].key);
+                free(s->values[i].value);
         }
-        free(values);
+        free(s->values);
+        *s = (SetValues) {};
 }
 
 int registry_delete_value(RegistryHive *h, const char *key, const char *name) {
         _cleanup_free_ hive_value_h *values = NULL;
-        hive_set_value *keep = NULL;
-        size_t n = 0, k = 0;
+        _cleanup_(set_values_done) SetValues keep = {};
         hive_node_h node;
         hive_value_h victim;
+        size_t n = 0;
         int r;
 
         assert_return(h, -EINVAL);
@@ -752,32 +763,28 @@ int registry_delete_value(RegistryHive *h, const char *key, const char *name) {
                 return hivex_error();
         while (values[n])
                 n++;
-        keep = calloc(MAX(n, 1U), sizeof(hive_set_value));
-        if (!keep)
+        keep.values = calloc(MAX(n, 1U), sizeof(hive_set_value));
+        if (!keep.values)
                 return -ENOMEM;
 
         for (size_t i = 0; i < n; i++) {
-                hive_type t;
+                hive_set_value *k = &keep.values[keep.n];
                 size_t len;
 
                 if (values[i] == victim)
                         continue;
-                keep[k].key = hivex_value_key(h->hive, values[i]);
-                keep[k].value = hivex_value_value(h->hive, values[i], &t, &len);
-                k++;
-                if (!keep[k - 1].key || !keep[k - 1].value) {
-                        r = hivex_error();
-                        free_set_values(keep, k);
-                        return r;
-                }
-                keep[k - 1].t = t;
-                keep[k - 1].len = len;
+                keep.n++;
+                k->key = hivex_value_key(h->hive, values[i]);
+                if (!k->key)
+                        return hivex_error();
+                k->value = hivex_value_value(h->hive, values[i], &k->t, &len);
+                if (!k->value)
+                        return hivex_error();
+                k->len = len;
         }
 
-        r = hivex_node_set_values(h->hive, node, k, keep, 0) < 0 ? hivex_error() : 0;
-        free_set_values(keep, k);
-        if (r < 0)
-                return r;
+        if (hivex_node_set_values(h->hive, node, keep.n, keep.values, 0) < 0)
+                return hivex_error();
         h->modified = true;
         return 0;
 }
