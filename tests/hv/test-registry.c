@@ -102,8 +102,12 @@ static void suite_setup(void) {
         ck_assert_ptr_nonnull(mkdtemp(tmpdir));
         find_script(script, sizeof(script));
         snprintf(disk, sizeof(disk), "%s/disk.qcow2", tmpdir);
-        ck_assert_msg(run(out, sizeof(out), "'%s' '%s' --size 256M --build " BUILD " --ubr " UBR " --user " USER " 2>&1",
-                          script, disk) == 0,
+        /* A "hive" of random bytes in the volume, for the corrupt case. */
+        ck_assert_int_eq(run(NULL, 0, "head -c 65536 /dev/urandom > %s/broken", tmpdir), 0);
+        ck_assert_msg(run(out, sizeof(out),
+                          "'%s' '%s' --size 256M --build " BUILD " --ubr " UBR " --user " USER
+                          " --put %s/broken=Users/" USER "/broken.dat 2>&1",
+                          script, disk, tmpdir) == 0,
                       "make-windows-disk failed: %s", out);
 
         snprintf(hives, sizeof(hives), "%s/hives", tmpdir);
@@ -587,6 +591,8 @@ START_TEST(test_volume_read_only) {
         ck_assert_int_eq(registry_hive_commit(h), -EROFS);
 
         ck_assert_int_eq(registry_hive_open(v, "Windows/System32/config/NOSUCH", false, &h), -ENOENT);
+        ck_assert_int_eq(registry_hive_open(v, "Users/" USER "/broken.dat", false, &h), -EPROTO);
+        ck_assert_int_eq(registry_hive_open(v, "Users/" USER "/broken.dat", true, &h), -EPROTO);
 }
 END_TEST
 
