@@ -327,7 +327,7 @@ RegistryHive *registry_hive_close(RegistryHive *h) {
  * hive's on-disk spelling.
  *
  * What NTFS gives here (hv.h: "atomically as far as NTFS allows"):
- * libntfs-3g keeps no journal, and ntfs_volume_rename() deletes the old
+ * libntfs-3g keeps no journal, and ntfs_volume_rename_file() deletes the old
  * name before linking the new one. A crash while the new file is written
  * leaves the old hive untouched (plus a stray .oob-new); a crash inside
  * the rename can leave the hive only under the .oob-new name, and
@@ -376,7 +376,7 @@ static int write_back_to_volume(RegistryHive *h) {
                 return -errno;
         r = ntfs_volume_write_file(h->volume, temp, read_fd, &fd);
         if (r >= 0)
-                r = ntfs_volume_rename(h->volume, temp, target);
+                r = ntfs_volume_rename_file(h->volume, temp, target);
         if (r < 0) {
                 (void) ntfs_volume_unlink(h->volume, temp);
                 return r;
