@@ -54,6 +54,15 @@ int disk_commit(const char *overlay);
  * where it matters (qemu-img rebase -u). */
 int disk_rebase_unsafe(const char *overlay, const char *new_backing);
 
+/* -- added by the catalog helper (implemented in qcow2-rebase.c) -- */
+/* Point overlay at new_backing and copy into it every cluster in which its
+ * old and new backing chains differ (qemu-img rebase, safe mode), so that it
+ * shows the same contents afterwards: O(data). Killed midway, the overlay
+ * still shows the same contents through its old backing file. -ENOENT when
+ * a file or a backing file of either chain is missing, -EINVAL when overlay
+ * is not a qcow2 overlay, -ELOOP when new_backing builds on overlay. */
+int disk_rebase(const char *overlay, const char *new_backing);
+
 /* ---- offline access ------------------------------------------------------ */
 
 typedef struct OfflineDisk OfflineDisk;
