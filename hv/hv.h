@@ -124,7 +124,11 @@ typedef struct VolumeState {
  * Read-only opens always work on a readable volume (to inspect it); a
  * writable open first checks the state and refuses with -EPERM and
  * *ret_refusal set when it is hibernated, dirty or BitLocker, without
- * writing a single byte. */
+ * writing a single byte. A BitLocker volume is unreadable: refused the same
+ * way read-only too. On success *ret_refusal (may be NULL) says what a
+ * writable open would meet, VOLUME_OK for writable ones. -EROFS for a
+ * writable open on a read-only OfflineDisk, -EPROTO when the boot sector
+ * is not NTFS. */
 int ntfs_volume_open(OfflineDisk *d, const Partition *p, bool writable, NtfsVolume **ret,
                      VolumeRefusal *ret_refusal);
 NtfsVolume *ntfs_volume_close(NtfsVolume *v);      /* unmounts, syncs */
@@ -138,6 +142,13 @@ void volume_state_done(VolumeState *s);
  * "Windows/System32"); names are created with the given case. Components
  * "..", "." and empty ones are refused (-EINVAL) as are ':' (streams) and
  * the characters Windows forbids in names.
+ * (disk helper:) "" is the root. Also refused with -EINVAL: control
+ * characters, names ending in '.' or ' ', DOS device names (CON, NUL, COM1,
+ * LPT1.txt, ...), invalid UTF-8; -ENAMETOOLONG over 255 UTF-16 units or a
+ * 4096-byte path. NTFS metadata files ($MFT, $Extend, ...) are -EPERM.
+ * Junctions and other reparse points are not followed (-EOPNOTSUPP), and
+ * files that are reparse points cannot be read (WOF-compressed system
+ * files keep their data in another stream).
  */
 typedef struct NtfsStat {
         bool is_dir;
@@ -151,7 +162,14 @@ int ntfs_volume_read_file(NtfsVolume *v, const char *path, size_t max_size, char
 /* Create parent directories as needed. */
 int ntfs_volume_mkdir_p(NtfsVolume *v, const char *path);
 /* Create or replace a regular file, streaming from a callback: read(userdata,
- * buf, size) returns bytes read, 0 at end, negative errno on error. */
+ * buf, size) returns bytes read, 0 at end, negative errno on error.
+ * (disk helper:) The parent directory must exist (-ENOENT). A plain existing
+ * file is truncated and rewritten (security descriptor, attributes and
+ * streams kept); one with several hard links or a reparse point gets a new
+ * file under its name with its security descriptor (the other links keep
+ * the old data); a new file gets its directory's security descriptor. On a
+ * reader error a new file is removed, a rewritten one is left truncated:
+ * roll back with the snapshot. */
 typedef ssize_t (*NtfsReader)(void *userdata, void *buf, size_t size);
 int ntfs_volume_write_file(NtfsVolume *v, const char *path, NtfsReader reader, void *userdata);
 int ntfs_volume_write_buffer(NtfsVolume *v, const char *path, const void *data, size_t size);
