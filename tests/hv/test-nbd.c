@@ -119,6 +119,39 @@ START_TEST(test_image_lock) {
 }
 END_TEST
 
+START_TEST(test_write_through_overlay) {
+        /* The patching flow: an overlay on the snapshot takes every write. */
+        const char *base = tmp_path("base.qcow2"), *top = tmp_path("top.qcow2");
+        _cleanup_free_ char *base_before = NULL, *base_after = NULL;
+        _cleanup_(offline_disk_closep) OfflineDisk *d = NULL;
+        uint8_t buf[65536];
+
+        SH_OK("qemu-img create -q -f qcow2 '%s' 16M && qemu-io -f qcow2 -c 'write -P 0x10 0 1M' '%s' >/dev/null",
+              base, base);
+        ck_assert_int_eq(disk_create_overlay(base, top), 0);
+        base_before = file_sha256(base);
+
+        ck_assert_int_eq(offline_disk_open(top, true, false, &d), 0);
+        ck_assert_uint_eq(offline_disk_size(d), 16 * MiB);
+        ck_assert_int_eq(offline_disk_pread(d, buf, sizeof(buf), 0), 0);
+        ck_assert_uint_eq(buf[0], 0x10);
+        memset(buf, 0x20, sizeof(buf));
+        ck_assert_int_eq(offline_disk_pwrite(d, buf, sizeof(buf), 65536), 0);
+        d = offline_disk_close(d);
+
+        base_after = file_sha256(base);
+        ck_assert_str_eq(base_before, base_after);
+        ck_assert(qemu_io_pattern("qcow2", top, 0x20, 65536, 65536));
+        ck_assert(qemu_io_pattern("qcow2", top, 0x10, 0, 65536));
+        ck_assert(qemu_io_pattern("qcow2", base, 0x10, 65536, 65536));
+
+        /* A missing backing file is a missing file. */
+        ck_assert_int_eq(unlink(base), 0);
+        ck_assert_int_eq(offline_disk_open(top, false, false, &d), -ENOENT);
+        ck_assert(no_children_left());
+}
+END_TEST
+
 START_TEST(test_open_errors) {
         const char *img = tmp_path("nope.qcow2"), *dir = tmp_path("sub");
         OfflineDisk *d = NULL;
@@ -154,6 +187,7 @@ static Suite *nbd_suite(void) {
         tcase_add_test(tc, test_write_qcow2_large_requests);
         tcase_add_test(tc, test_running_desktop_refused);
         tcase_add_test(tc, test_image_lock);
+        tcase_add_test(tc, test_write_through_overlay);
         tcase_add_test(tc, test_open_errors);
         tcase_add_test(tc, test_path_with_comma);
         suite_add_tcase(s, tc);
