@@ -344,6 +344,10 @@ typedef struct PatchAction {
         size_t binary_size;
         char *command;
         char *slot;
+        /* extract: the most bytes the archive may unpack to ("max-size"),
+         * 0 when the manifest gives none (the apply engine then caps it
+         * by the payload's signed length). Added by the "apply" helper. */
+        uint64_t max_unpacked;
 } PatchAction;
 
 typedef struct TrialPolicy {

@@ -23,6 +23,8 @@
 #define COMPONENT_MAX 255
 #define LIST_MAX 1000
 #define REGISTRY_VALUE_NAME_MAX 16383
+/* extract's max-size: at least one byte, at most 1 TiB. */
+#define MAX_SIZE_MAX (UINT64_C(1) << 40)
 
 #define TRIAL_BOOT_TIMEOUT_DEFAULT 300
 #define TRIAL_BOOT_TIMEOUT_MIN 5
@@ -169,6 +171,59 @@ static int parse_target_path(const YNode *m, const char *what, const char *key, 
                 return ynode_error(ynode_get(m, key), ret_error, -EPROTO, "'%s': %s", key,
                                    target_path_problem(s));
         *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* "1048576", "64K", "512M", "2G": bytes, or binary multiples (1024). */
+static int parse_size(const char *s, uint64_t *ret) {
+        uint64_t v = 0, unit = 1;
+        const char *p = s;
+
+        if (!*p || (*p == '0' && p[1] >= '0' && p[1] <= '9'))
+                return -EINVAL;         /* empty, or a leading zero */
+        for (; *p >= '0' && *p <= '9'; p++) {
+                if (v > (UINT64_MAX - (uint64_t) (*p - '0')) / 10)
+                        return -ERANGE;
+                v = v * 10 + (uint64_t) (*p - '0');
+        }
+        if (p == s)
+                return -EINVAL;
+        if (*p) {
+                const char *units = "KMG", *u = strchr(units, *p);
+
+                if (!u || p[1])
+                        return -EINVAL;
+                unit = UINT64_C(1) << (10 * (u - units + 1));
+        }
+        if (v > UINT64_MAX / unit)
+                return -ERANGE;
+        *ret = v * unit;
+        return 0;
+}
+
+/* extract's optional max-size; 0 when absent. */
+static int parse_max_size(const YNode *m, uint64_t *ret, char **ret_error) {
+        const YNode *n = ynode_get(m, "max-size");
+        uint64_t v;
+        int r;
+
+        if (!n) {
+                *ret = 0;
+                return 0;
+        }
+        if (n->type != YNODE_SCALAR || ynode_is_null(n))
+                return ynode_error(n, ret_error, -EPROTO,
+                                   "'max-size' must be a size like 1048576, 64K, 512M or 2G");
+        r = parse_size(n->value, &v);
+        if (r == -ERANGE || (r >= 0 && (v < 1 || v > MAX_SIZE_MAX)))
+                return ynode_error(n, ret_error, -EPROTO, "'max-size' must be between 1 byte and 1024G");
+        if (r < 0) {
+                _cleanup_free_ char *d = yaml_display(n->value);
+                return ynode_error(n, ret_error, -EPROTO,
+                                   "'max-size' must be a size like 1048576, 64K, 512M or 2G, not '%s'",
+                                   strna(d));
+        }
+        *ret = v;
         return 0;
 }
 
@@ -409,7 +464,8 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
         switch (type) {
 
         case PATCH_ACTION_EXTRACT:
-                r = ymap_check(p, what, (const char *const[]){"payload", "dest", NULL}, ret_error);
+                r = ymap_check(p, what, (const char *const[]){"payload", "dest", "max-size", NULL},
+                               ret_error);
                 if (r < 0)
                         return r;
                 r = parse_target_path(p, what, "payload", &a->payload, ret_error);
@@ -419,7 +475,10 @@ static int parse_action_params(PatchActionType type, const YNode *p, PatchAction
                         return ynode_error(
                                 p, ret_error, -EPROTO,
                                 "missing required key 'dest' in %s (use dest: . for the volume root)", what);
-                return parse_volume_path(ynode_get(p, "dest"), "dest", true, &a->dest, ret_error);
+                r = parse_volume_path(ynode_get(p, "dest"), "dest", true, &a->dest, ret_error);
+                if (r < 0)
+                        return r;
+                return parse_max_size(p, &a->max_unpacked, ret_error);
 
         case PATCH_ACTION_DELETE: {
                 _cleanup_strv_free_ char **l = NULL;

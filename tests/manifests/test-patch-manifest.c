@@ -425,6 +425,50 @@ START_TEST(test_extract) {
 }
 END_TEST
 
+/* The signed cap on what an archive unpacks to: bytes or K/M/G (1024). */
+START_TEST(test_extract_max_size) {
+        static const struct {
+                const char *text;
+                uint64_t bytes;
+        } good[] = {
+                { "1", 1 },
+                { "1048576", 1048576 },
+                { "64K", 65536 },
+                { "'64K'", 65536 },
+                { "512M", UINT64_C(512) << 20 },
+                { "2G", UINT64_C(2) << 30 },
+                { "1024G", UINT64_C(1) << 40 },
+        };
+        static const char *const bad[] = {
+                "0", "0K", "012", "-1", "1.5G", "1T", "1k", "1 M", "1MB", "K", "0x10", "''", "~",
+                "1025G", "1099511627777", "99999999999999999999", "18446744073709551615G", "[1]",
+        };
+        char doc[512];
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_(patch_manifest_freep) PatchManifest *m = NULL;
+
+                snprintf(doc, sizeof(doc), ACTION("extract: {payload: p.tar, dest: x, max-size: %s}"),
+                         good[i].text);
+                m = parse_ok(doc);
+                ck_assert_msg(m->actions[0].max_unpacked == good[i].bytes, "%s", good[i].text);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                snprintf(doc, sizeof(doc), ACTION("extract: {payload: p.tar, dest: x, max-size: %s}"), bad[i]);
+                assert_refused(doc, "line 5, column 50", "'max-size'");
+        }
+
+        {
+                /* Absent: 0, the engine's default cap applies. */
+                _cleanup_(patch_manifest_freep) PatchManifest *m =
+                        parse_ok(ACTION("extract: {payload: p.tar, dest: x}"));
+                ck_assert_uint_eq(m->actions[0].max_unpacked, 0);
+        }
+        assert_refused(ACTION("stage-package: {payload: p, command: c, max-size: 1M}"), "line 5, column 45",
+                       "unknown key 'max-size' in action 'stage-package'");
+}
+END_TEST
+
 START_TEST(test_delete) {
         _cleanup_(patch_manifest_freep) PatchManifest *m =
                 parse_ok(ACTION("delete:\n      - 'Windows\\System32\\a.dll'\n      - Windows/b.dll"));
@@ -722,6 +766,7 @@ static Suite *patch_manifest_suite(void) {
         tcase_add_test(tc, test_payloads);
         tcase_add_test(tc, test_actions_list);
         tcase_add_test(tc, test_extract);
+        tcase_add_test(tc, test_extract_max_size);
         tcase_add_test(tc, test_delete);
         tcase_add_test(tc, test_registry_value_types);
         tcase_add_test(tc, test_registry_value_refused);
