@@ -1070,32 +1070,115 @@ static int stream_into(ntfs_attr *na, NtfsReader reader, void *userdata) {
         return 0;
 }
 
+/* Create name in dir (absent) with securid and stream the data into it.
+ * Consumes dir. On failure the new file is removed again. */
+static int write_new(NtfsVolume *v, ntfs_inode *dir, const char *name, le32 securid, NtfsReader reader,
+                     void *userdata) {
+        _cleanup_free_ ntfschar *u = NULL;
+        ntfs_inode *ni;
+        ntfs_attr *na;
+        int len, r, k;
+
+        r = to_ucs(name, &u, &len);
+        if (r < 0) {
+                (void) ntfs_inode_close(dir);
+                return r;
+        }
+        errno = 0;
+        ni = ntfs_create(dir, securid, u, (u8) len, S_IFREG);
+        if (!ni) {
+                r = errno_or(-EIO);
+                (void) ntfs_inode_close(dir);
+                return r;
+        }
+        errno = 0;
+        na = ntfs_attr_open(ni, AT_DATA, AT_UNNAMED, 0);
+        if (!na)
+                r = errno_or(-EIO);
+        else {
+                r = stream_into(na, reader, userdata);
+                ntfs_attr_close(na);
+        }
+        if (r < 0) {
+                k = delete_name(v, ni, dir, name);
+                if (k < 0)
+                        log_debug_errno(k, "Failed to remove %s again: %m", name);
+                return r;
+        }
+        /* Closing writes the MFT records back: errors here are write errors.
+         * The file's directory entry is updated through the open dir: a
+         * second, fresh copy of its MFT record would not yet hold the entry. */
+        if (ntfs_inode_close_in_dir(ni, dir) < 0)
+                r = errno_or(-EIO);
+        if (ntfs_inode_close(dir) < 0 && r == 0)
+                r = errno_or(-EIO);
+        return r;
+}
+
+/* Truncate ni (a file in dir) and stream the new data into it. Consumes both. */
+static int write_in_place(ntfs_inode *ni, ntfs_inode *dir, NtfsReader reader, void *userdata) {
+        ntfs_attr *na;
+        int r;
+
+        errno = 0;
+        na = ntfs_attr_open(ni, AT_DATA, AT_UNNAMED, 0);
+        if (!na)
+                r = errno_or(-EIO);
+        else if (ntfs_attr_truncate(na, 0) < 0)
+                r = errno_or(-EIO);
+        else
+                r = stream_into(na, reader, userdata);
+        if (na)
+                ntfs_attr_close(na);
+        if (r >= 0)
+                ntfs_inode_update_times(ni, NTFS_UPDATE_MCTIME);
+        if (ntfs_inode_close_in_dir(ni, dir) < 0 && r >= 0)
+                r = errno_or(-EIO);
+        if (ntfs_inode_close(dir) < 0 && r >= 0)
+                r = errno_or(-EIO);
+        return r;
+}
+
+static char *path_join_names(char **names, size_t n, const char *last) {
+        size_t len = strlen(last) + 1;
+        char *s, *p;
+
+        for (size_t i = 0; i < n; i++)
+                len += strlen(names[i]) + 1;
+        s = p = malloc(len);
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                p = stpcpy(stpcpy(p, names[i]), "/");
+        strcpy(p, last);
+        return s;
+}
+
 /*
  * Create or replace a file. An existing plain file is truncated and
  * rewritten in place, keeping its security descriptor, attributes, streams
  * and short name. An existing file that is a reparse point (WOF-compressed
  * system files, whose data lives in another stream) or has several hard
  * links (Windows' component store links system files into WinSxS) is
- * replaced by a new file under the same name with the same security
- * descriptor, so that the new contents are what Windows reads and the other
- * links keep the old ones. A new file gets its directory's security
- * descriptor.
+ * replaced by a new file with the same security descriptor, written under a
+ * temporary name first and then renamed over it, so that the new contents
+ * are what Windows reads and the other links keep the old ones. A new file
+ * gets its directory's security descriptor.
  *
- * When the reader fails, a new file is removed again; a file replaced in
- * place has been truncated and holds part of the new data. Atomicity is the
- * snapshot's job (the caller patches an overlay it can throw away).
+ * When the reader fails, a new or temporary file is removed again; a file
+ * rewritten in place has been truncated and holds part of the new data.
+ * Atomicity is the snapshot's job (the caller patches an overlay it can
+ * throw away).
  */
 int ntfs_volume_write_file(NtfsVolume *v, const char *path, NtfsReader reader, void *userdata) {
+        static unsigned counter;
         _cleanup_strv_free_ char **names = NULL;
-        _cleanup_free_ char *name = NULL;
-        _cleanup_free_ ntfschar *u = NULL;
+        _cleanup_free_ char *name = NULL, *tmp_path = NULL, *final_path = NULL;
         ntfs_inode *dir = NULL, *ni = NULL;
-        ntfs_attr *na = NULL;
+        char tmp[64];
         le32 securid;
-        bool created = false;
-        u64 dir_mft;
         size_t n;
-        int len, r;
+        int links, r;
 
         assert_return(v, -EINVAL);
         assert_return(reader, -EINVAL);
@@ -1111,98 +1194,41 @@ int ntfs_volume_write_file(NtfsVolume *v, const char *path, NtfsReader reader, v
         r = walk_parent(v, names, n, &dir, &ni);
         if (r < 0)
                 return r;
-        dir_mft = dir->mft_no;
-        securid = dir->security_id;
+        if (!ni)
+                return write_new(v, dir, names[n - 1], dir->security_id, reader, userdata);
 
-        if (ni) {
-                int links;
-
-                if (inode_is_dir(ni)) {
-                        r = -EISDIR;
-                        goto fail;
-                }
-                r = inode_name(v->vol, ni, dir_mft, names[n - 1], &name);
-                if (r < 0)
-                        goto fail;
-                links = inode_links(ni);
-                if (links < 0) {
-                        r = links;
-                        goto fail;
-                }
-                if (inode_is_reparse(ni) || links > 1) {
-                        securid = ni->security_id;
-                        log_debug("Replacing %s by a new file (%s)", path,
-                                  inode_is_reparse(ni) ? "reparse point" : "hard links");
-                        r = delete_name(v, ni, dir, name);
-                        ni = dir = NULL;
-                        if (r < 0)
-                                return r;
-                        dir = ntfs_inode_open(v->vol, dir_mft);
-                        if (!dir)
-                                return errno_or(-EIO);
-                }
-        }
-        if (!name) {
-                name = strdup(names[n - 1]);
-                if (!name) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        }
-
-        if (!ni) {
-                r = to_ucs(name, &u, &len);
-                if (r < 0)
-                        goto fail;
-                errno = 0;
-                ni = ntfs_create(dir, securid, u, (u8) len, S_IFREG);
-                if (!ni) {
-                        r = errno_or(-EIO);
-                        goto fail;
-                }
-                created = true;
-        }
-
-        errno = 0;
-        na = ntfs_attr_open(ni, AT_DATA, AT_UNNAMED, 0);
-        if (!na) {
-                r = errno_or(-EIO);
-                goto fail;
-        }
-        if (!created && ntfs_attr_truncate(na, 0) < 0) {
-                r = errno_or(-EIO);
-                goto fail;
-        }
-        r = stream_into(na, reader, userdata);
-        if (r < 0)
-                goto fail;
-        ntfs_attr_close(na);
-        na = NULL;
-        ntfs_inode_update_times(ni, NTFS_UPDATE_MCTIME);
-
-        /* Closing writes the MFT records back: errors here are write errors.
-         * The file's directory entry is updated through the open dir: a
-         * second, fresh copy of its MFT record would not yet hold the entry. */
-        r = 0;
-        if (ntfs_inode_close_in_dir(ni, dir) < 0)
-                r = errno_or(-EIO);
-        if (ntfs_inode_close(dir) < 0 && r == 0)
-                r = errno_or(-EIO);
-        return r;
-
-fail:
-        if (na)
-                ntfs_attr_close(na);
-        if (created) {
-                int k = delete_name(v, ni, dir, name);
-                if (k < 0)
-                        log_debug_errno(k, "Failed to remove %s again: %m", path);
-                return r;
-        }
-        if (ni)
+        if (inode_is_dir(ni))
+                r = -EISDIR;
+        else
+                r = inode_name(v->vol, ni, dir->mft_no, names[n - 1], &name);
+        links = r < 0 ? r : inode_links(ni);
+        if (links < 0) {
                 (void) ntfs_inode_close(ni);
-        if (dir)
                 (void) ntfs_inode_close(dir);
+                return links;
+        }
+        if (!inode_is_reparse(ni) && links <= 1)
+                return write_in_place(ni, dir, reader, userdata);
+
+        log_debug("Replacing %s by a new file (%s)", path, inode_is_reparse(ni) ? "reparse point" : "hard links");
+        securid = ni->security_id;
+        (void) ntfs_inode_close(ni);
+        snprintf(tmp, sizeof(tmp), ".oob-new-%ld-%u.tmp", (long) getpid(), counter++);
+        tmp_path = path_join_names(names, n - 1, tmp);
+        final_path = path_join_names(names, n - 1, name);
+        if (!tmp_path || !final_path) {
+                (void) ntfs_inode_close(dir);
+                return -ENOMEM;
+        }
+        r = write_new(v, dir, tmp, securid, reader, userdata);
+        if (r < 0)
+                return r;
+        r = ntfs_volume_rename_file(v, tmp_path, final_path);
+        if (r < 0) {
+                int k = ntfs_volume_unlink(v, tmp_path);
+                if (k < 0)
+                        log_debug_errno(k, "Failed to remove %s again: %m", tmp_path);
+        }
         return r;
 }
 

@@ -488,6 +488,9 @@ static void add_hard_link(const char *raw, const char *name, const char *link) {
 }
 
 START_TEST(test_hard_linked_file_replaced) {
+        _cleanup_strv_free_ char **l = NULL;
+        _cleanup_free_ char *data = NULL;
+        size_t size, calls = 0;
         const char *out;
         Mounted m;
 
@@ -495,11 +498,18 @@ START_TEST(test_hard_linked_file_replaced) {
          * must leave the other name's contents alone. */
         add_hard_link(raw_path, "hello.txt", "winsxs-hello.txt");
         m = open_rw();
+        /* A failed replacement leaves the file as it was, and no debris. */
+        ck_assert_int_eq(ntfs_volume_write_file(m.vol, "hello.txt", failing_read, &calls), -EBADMSG);
+        ck_assert_int_eq(ntfs_volume_read_file(m.vol, "hello.txt", 100, &data, &size), 0);
+        ck_assert_str_eq(data, "hello\n");
+        ck_assert_int_eq(ntfs_volume_list(m.vol, "", &l), 0);
+        ck_assert_uint_eq(strv_length(l), 2);
         ck_assert_int_eq(ntfs_volume_write_buffer(m.vol, "hello.txt", "patched", 7), 0);
         unmount_image(&m);
         out = readback();
         ntfscat_equals(out, "hello.txt", "patched", 7);
         ntfscat_equals(out, "winsxs-hello.txt", "hello\n", 6);
+        ck_assert_int_eq(atoi(sh_output("ntfsls '%s' | wc -l", out)), 2);
 }
 END_TEST
 
