@@ -165,10 +165,11 @@ int ntfs_volume_mkdir_p(NtfsVolume *v, const char *path);
  * buf, size) returns bytes read, 0 at end, negative errno on error.
  * (disk helper:) The parent directory must exist (-ENOENT). A plain existing
  * file is truncated and rewritten (security descriptor, attributes and
- * streams kept); one with several hard links or a reparse point gets a new
- * file under its name with its security descriptor (the other links keep
- * the old data); a new file gets its directory's security descriptor. On a
- * reader error a new file is removed, a rewritten one is left truncated:
+ * streams kept); one with several hard links or a reparse point is replaced
+ * by a new file with its security descriptor, written under a temporary
+ * name and renamed over it (the other links keep the old data); a new file
+ * gets its directory's security descriptor. On a reader error a new or
+ * temporary file is removed, a file rewritten in place is left truncated:
  * roll back with the snapshot. */
 typedef ssize_t (*NtfsReader)(void *userdata, void *buf, size_t size);
 int ntfs_volume_write_file(NtfsVolume *v, const char *path, NtfsReader reader, void *userdata);
@@ -193,10 +194,6 @@ VolumeRefusal volume_refusal_from_string(const char *s);
  * from or to, never lost. -ENOENT when from is absent, -EISDIR for
  * directories. */
 int ntfs_volume_rename_file(NtfsVolume *v, const char *from, const char *to);
-/* Transitional, for registry.c written against the first name: remove once
- * it calls ntfs_volume_rename_file. (Harmless in ntfs.c, which includes
- * libntfs-3g's headers before this one.) */
-#define ntfs_volume_rename ntfs_volume_rename_file
 /* Remove an empty directory; -ENOTEMPTY otherwise, -ENOTDIR for files. */
 int ntfs_volume_rmdir(NtfsVolume *v, const char *path);
 
