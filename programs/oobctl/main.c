@@ -17,6 +17,7 @@ typedef struct Verb {
 
 static const Verb verbs[] = {
         { "tuf", verb_tuf, "TUF client: install a root, refresh metadata, download targets" },
+        { "snapshot", verb_snapshot, "system disk snapshots: list, create, revert, pin, delete, retain" },
 };
 
 static void usage(FILE *f) {

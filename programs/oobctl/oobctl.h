@@ -18,3 +18,4 @@
 const char *oobctl_error_cause(int error);
 
 int verb_tuf(int argc, char *argv[]);
+int verb_snapshot(int argc, char *argv[]);
