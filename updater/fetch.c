@@ -38,11 +38,13 @@ struct Fetcher {
 
 /* One transfer's state, shared with the callbacks. */
 typedef struct FetchState {
+        CURL *curl;
         uint64_t max_size;
         uint64_t received;
         FetchSink sink;
         void *userdata;
         bool loopback_only;            /* plain http: only connect to loopback addresses */
+        bool length_checked;           /* the announced Content-Length was compared */
         int error;                     /* set by a callback that aborted the transfer */
 } FetchState;
 
@@ -200,14 +202,30 @@ static int url_check_policy(const Fetcher *f, const char *url, const char **ret_
 
 /* ---- callbacks ---------------------------------------------------------- */
 
+/*
+ * The endless-data defence. An announced Content-Length over the cap is
+ * refused before the first byte is passed on; what arrives is counted too,
+ * since a body without Content-Length (chunked, or a connection that never
+ * closes) announces nothing. Not CURLOPT_MAXFILESIZE_LARGE: libcurl applies
+ * it to every response, so a redirect's or a 404's own page longer than a
+ * small target's cap would turn into -EFBIG. Only the final, successful
+ * response's body reaches this callback (FAILONERROR, FOLLOWLOCATION).
+ */
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         FetchState *s = userdata;
         size_t n = size * nmemb;
         int r;
 
-        /* Counted here as well as by CURLOPT_MAXFILESIZE_LARGE: without a
-         * Content-Length (chunked, or a connection that never closes) curl
-         * has nothing to compare, and this is the endless-data defence. */
+        if (!s->length_checked) {
+                curl_off_t announced = -1;
+
+                s->length_checked = true;
+                if (curl_easy_getinfo(s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK &&
+                    announced >= 0 && (uint64_t) announced > s->max_size) {
+                        s->error = -EFBIG;
+                        return 0;
+                }
+        }
         if (n > s->max_size - s->received) {
                 s->error = -EFBIG;
                 return 0;
@@ -279,11 +297,6 @@ static int fetch_setup(Fetcher *f, CURL *c, const char *url, const char *scheme,
                 SET(CURLOPT_MAX_RECV_SPEED_LARGE,
                     (curl_off_t) MIN(o->max_bytes_per_sec, (uint64_t) INT64_MAX));
 
-        /* Endless data: refuse an announced Content-Length over the cap before
-         * the body; write_cb counts what actually arrives. */
-        if (s->max_size > 0 && s->max_size <= (uint64_t) INT64_MAX)
-                SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) s->max_size);
-
         SET(CURLOPT_WRITEFUNCTION, write_cb);
         SET(CURLOPT_WRITEDATA, s);
         SET(CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
@@ -350,6 +363,7 @@ static int curl_code_to_errno(CURLcode e, long status) {
 int fetcher_get_stream(Fetcher *f, const char *url, uint64_t max_size, FetchSink sink,
                        void *userdata, long *ret_http) {
         FetchState s = {
+                .curl = f->curl,
                 .max_size = max_size,
                 .sink = sink,
                 .userdata = userdata,

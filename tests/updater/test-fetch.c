@@ -230,8 +230,11 @@ START_TEST(test_not_found) {
         /* a directory without index: 403 */
         ck_assert_int_eq(fetcher_get_stream(f, d, 1000, count_sink, &c, &status), -ENOENT);
         ck_assert_int_eq(status, 403);
-        /* error pages are not data */
+        /* error pages are not data, and a cap smaller than the error page
+         * does not hide the status */
         ck_assert_uint_eq(c.calls, 0);
+        ck_assert_int_eq(fetcher_get_stream(f, u, 5, count_sink, &c, &status), -ENOENT);
+        ck_assert_int_eq(fetcher_get_stream(f, u, 0, count_sink, &c, &status), -ENOENT);
 }
 END_TEST
 
@@ -244,7 +247,7 @@ START_TEST(test_size_cap) {
 
         ck_assert_int_eq(fetcher_get_stream(f, u, 1000, count_sink, &c, NULL), -EFBIG);
         ck_assert_uint_le(c.bytes, 1000);
-        /* nginx announces the length: refused before any byte of the body
+        /* nginx announces the length: refused before any byte is passed on
          * (a TLS record holds at most 16 KiB, so a count alone would let
          * the first chunk through) */
         c = (Counter) {};
@@ -297,6 +300,10 @@ START_TEST(test_redirect_same_scheme_only) {
         ck_assert_int_eq(fetcher_get(f, up, 1000, &data, &size), -EPROTONOSUPPORT);
         ck_assert_int_eq(fetcher_get(f, same, 1000, &data, &size), 0);
         ck_assert_str_eq(data, "hello world\n");
+        free(data);
+        data = NULL;
+        /* the cap is for the final body, not the redirect page's */
+        ck_assert_int_eq(fetcher_get(f, same, 12, &data, &size), 0);
 }
 END_TEST
 

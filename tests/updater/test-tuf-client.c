@@ -132,10 +132,28 @@ static char *file_read(const char *dir, const char *file) {
         return data;
 }
 
+/* nginx writes a request's log line after sending the response: a client
+ * may be faster. Make one more request and wait for its line, which comes
+ * after those of every earlier request (one worker). */
+static void nginx_sync(void) {
+        static unsigned n = 0;
+        _cleanup_(fetcher_freep) Fetcher *f = NULL;
+        char path[128], u[700];
+
+        snprintf(path, sizeof(path), "/%s/.sync-%u", name, n++);
+        snprintf(u, sizeof(u), "%s%s", nginx.https, path);
+        ck_assert_int_eq(fetcher_new(&(FetchOptions) { .ca_file = nginx.ca }, &f), 0);
+        ck_assert_int_eq(fetcher_get_stream(f, u, 4096, NULL, NULL, NULL), -ENOENT);
+        for (int i = 0; i < 500 && nginx_count(&nginx, path, 404) == 0; i++)
+                usleep(10000);
+        ck_assert_uint_eq(nginx_count(&nginx, path, 404), 1);
+}
+
 /* How often PATH below the repository was served with status. */
 static unsigned served(const char *path, int status) {
         char p[1024];
 
+        nginx_sync();
         snprintf(p, sizeof(p), "/%s/%s", name, path);
         return nginx_count(&nginx, p, status);
 }
@@ -416,6 +434,9 @@ END_TEST
 
 /* ---- fast-forward recovery, rollback, freeze, mix-and-match ---------------------- */
 
+/* _i: 0 the timestamp key is replaced; 1 a key is added next to the old
+ * one. In case 0 the cached timestamp no longer verifies anyway; in case 1
+ * it still does, and only dropping it on rotation (5.3.11) recovers. */
 START_TEST(test_fast_forward_timestamp) {
         _cleanup_(tuf_client_freep) TufClient *c = NULL;
 
@@ -430,8 +451,13 @@ START_TEST(test_fast_forward_timestamp) {
 
         /* The repository recovers: new timestamp key in root v2, and a
          * timestamp at an honest (lower) version. */
-        repo_key_done(&repo.timestamp);
-        repo_key_new(&repo.timestamp);
+        if (_i == 0) {
+                repo_key_done(&repo.timestamp);
+                repo_key_new(&repo.timestamp);
+        } else {
+                repo.timestamp_also = repo.timestamp;
+                repo_key_new(&repo.timestamp);
+        }
         repo.root_version = 2;
         repo_write_root(&repo, NULL, 0);
         repo.timestamp_version = 2;
@@ -848,7 +874,7 @@ static Suite *tuf_client_suite(void) {
         tcase_add_test(tc, test_slow_retrieval);
         tcase_add_loop_test(tc, test_arbitrary_installation, 0, 2);
         tcase_add_test(tc, test_target_substitution);
-        tcase_add_test(tc, test_fast_forward_timestamp);
+        tcase_add_loop_test(tc, test_fast_forward_timestamp, 0, 2);
         tcase_add_test(tc, test_fast_forward_snapshot);
         tcase_add_test(tc, test_rollback_timestamp);
         tcase_add_test(tc, test_rollback_snapshot_targets_version);

@@ -52,6 +52,7 @@ typedef struct Repo {
         bool meta_hashes;              /* lengths and hashes in timestamp's and snapshot's meta */
 
         RepoKey root, timestamp, snapshot;
+        RepoKey timestamp_also;        /* if set, root lists it for timestamp too */
         uint64_t root_version, timestamp_version, snapshot_version;
         int64_t root_expires, timestamp_expires, snapshot_expires;
 
@@ -101,6 +102,7 @@ static _unused_ void repo_init(Repo *r, const char *dir, bool consistent) {
 static _unused_ void repo_done(Repo *r) {
         repo_key_done(&r->root);
         repo_key_done(&r->timestamp);
+        repo_key_done(&r->timestamp_also);
         repo_key_done(&r->snapshot);
         for (size_t i = 0; i < r->n_roles; i++) {
                 repo_key_done(&r->roles[i].key);
@@ -195,10 +197,11 @@ static _unused_ void repo_write_signed(const Repo *r, const char *name, const ch
  * by the current root key and the extra keys given (an old root key). */
 static _unused_ void repo_write_root(Repo *r, TufPrivateKey *const *extra, size_t n_extra) {
         TufPrivateKey *signers[4] = { r->root.priv };
-        TufKey keys[4] = { r->root.pub, r->timestamp.pub, r->snapshot.pub, r->roles[0].key.pub };
-        char *ids[4][2] = {
+        TufKey keys[5] = { r->root.pub, r->timestamp.pub, r->snapshot.pub, r->roles[0].key.pub,
+                           r->timestamp_also.pub };
+        char *ids[4][3] = {
                 { r->root.pub.keyid, NULL },
-                { r->timestamp.pub.keyid, NULL },
+                { r->timestamp.pub.keyid, r->timestamp_also.pub.keyid, NULL },
                 { r->snapshot.pub.keyid, NULL },
                 { r->roles[0].key.pub.keyid, NULL },
         };
@@ -207,7 +210,7 @@ static _unused_ void repo_write_root(Repo *r, TufPrivateKey *const *extra, size_
                 .expires = r->root_expires,
                 .consistent_snapshot = r->consistent,
                 .keys = keys,
-                .n_keys = 4,
+                .n_keys = r->timestamp_also.priv ? 5 : 4,
         };
         _cleanup_free_ char *json = NULL, *name = NULL;
         size_t size;
