@@ -137,7 +137,7 @@ fuzz:
 	scripts/install-deps
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang \
 	        CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
-	        LDFLAGS="-fsanitize=fuzzer,address,undefined" $(ROOM_LIB)
+	        LDFLAGS="-fsanitize=fuzzer,address,undefined" $(BUILD)/fuzz/liboob.a
 	@for s in $(FUZZ_SRCS); do \
 	        n=$$(basename $$s .c); \
 	        clang $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined \

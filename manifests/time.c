@@ -22,15 +22,15 @@ int parse_iso8601_utc(const char *s, int64_t *ret) {
                 return -EPROTO;
         if (tm.tm_sec > 59)  /* strptime allows leap seconds; TUF does not use them */
                 return -EPROTO;
+        /* timegm() normalizes "02-30" into March, in place: keep what was
+         * written and refuse dates that moved. */
+        struct tm written = tm, check;
         t = timegm(&tm);
         if (t == (time_t) -1)
                 return -EPROTO;
-        /* timegm() normalizes "02-30" into March: refuse dates that moved. */
-        {
-                struct tm check;
-                if (!gmtime_r(&t, &check) || check.tm_mday != tm.tm_mday || check.tm_mon != tm.tm_mon)
-                        return -EPROTO;
-        }
+        if (!gmtime_r(&t, &check) || check.tm_year != written.tm_year || check.tm_mon != written.tm_mon ||
+            check.tm_mday != written.tm_mday || check.tm_hour != written.tm_hour)
+                return -EPROTO;
         *ret = (int64_t) t;
         return 0;
 }
