@@ -52,7 +52,7 @@ static const struct {
         { EOPNOTSUPP, "unsupported algorithm, key type or format" },
         { ENOENT, "not found" },
         { ETIMEDOUT, "slow retrieval or timeout" },
-        { EPROTONOSUPPORT, "URL scheme not allowed (plain http only to loopback, or --allow-http)" },
+        { EPROTONOSUPPORT, "URL scheme or host not allowed (plain http only to loopback, or --allow-http)" },
         { ECONNREFUSED, "connection refused" },
         { EHOSTUNREACH, "host unknown or unreachable" },
         { ECONNRESET, "connection or TLS handshake failed" },
