@@ -1502,6 +1502,11 @@ static int catalog_load(Catalog *c, unsigned *ret_repairs) {
         r = catalog_read(c, &text, &size);
         if (r >= 0)
                 r = state_from_json(text, size, c->dir, &st);
+        /* A base named like one of our files would be swept away below. */
+        if (r >= 0 && our_name(c, state_base(&st)->layer, NULL, NULL)) {
+                state_done(&st);
+                r = -EPROTO;
+        }
         if (r == -ENOMEM)
                 goto finish;
         if (r < 0) {

@@ -606,6 +606,8 @@ START_TEST(test_malformed_catalog_rebuilt) {
                 "UNKNOWN",
                 /* wrong type */
                 "TYPE",
+                /* a base named like one of the catalog's layers (it must not be swept) */
+                "BASEOURS",
         };
         _cleanup_free_ char *good = NULL, *base = NULL;
         size_t good_size;
@@ -640,6 +642,18 @@ START_TEST(test_malformed_catalog_rebuilt) {
                         p = strstr(text, "\"pinned\": false");
                         ck_assert_ptr_nonnull(p);
                         memcpy(p, "\"pinned\": 0    ", 15);
+                } else if (streq(bad[i], "BASEOURS")) {
+                        char needle[PATH_MAX + 16];
+                        _cleanup_free_ char *edited = NULL;
+
+                        snprintf(needle, sizeof(needle), "\"layer\": \"%s\"", base);
+                        p = strstr(text, needle);
+                        ck_assert_ptr_nonnull(p);
+                        ck_assert_int_ge(asprintf(&edited, "%.*s\"layer\": \"%s\"%s", (int) (p - text), text,
+                                                  cat_file("layer-3.qcow2"), p + strlen(needle)),
+                                         0);
+                        free(text);
+                        text = TAKE_PTR(edited);
                 } else {
                         free(text);
                         text = strdup(bad[i]);
