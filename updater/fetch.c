@@ -376,6 +376,9 @@ int fetcher_get_stream(Fetcher *f, const char *url, uint64_t max_size, FetchSink
         assert_return(f, -EINVAL);
         assert_return(url, -EINVAL);
 
+        if (ret_http)
+                *ret_http = 0;  /* no response, unless one arrives below */
+
         r = url_check_policy(f, url, &scheme, &s.loopback_only);
         if (r < 0) {
                 log_debug("Refusing to fetch %s: %s", url,
