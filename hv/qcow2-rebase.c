@@ -150,7 +150,8 @@ int disk_rebase(const char *overlay, const char *new_backing) {
         if (r < 0)
                 return r;
 
-        char *argv[] = { "qemu-img", "rebase", "-q", "-f", "qcow2", "-b", abs_backing, "-F", format, abs, NULL };
+        char *argv[] = { "qemu-img", "rebase", "-q", "-f", "qcow2", "-b", abs_backing, "-F", format, abs,
+                         NULL };
         r = run_quiet(argv);
         if (r < 0)
                 return r;

@@ -68,19 +68,29 @@
  * are then left in place, and the handle refuses further changes with -EIO;
  * opening the catalog again settles on whichever state is on disk.
  *
+ * Policy details: a snapshot taken with reason "known-good" is marked
+ * known-good; the "last" known-good snapshot is the one with the highest id
+ * (ids follow creation; the wall clock may not). Retention counts every
+ * snapshot but the base towards the newest keep_last; among the older ones
+ * the pinned ones, the last known-good one, the active overlay's parent and
+ * the staging overlay's parent stay. The base cannot be deleted (-EPERM): it
+ * is not ours. Freezing needs a file system with hard links (ext4, xfs,
+ * btrfs: the management VM's).
+ *
  * `running` (the desktop uses the disk now): snapshot and revert are refused
  * with -EBUSY, as is dropping a snapshot on the active overlay's chain (the
  * merge would rewrite layers the running desktop reads). The caller's
- * answer comes from libvirt once the guard lands (issue 4).
+ * answer comes from libvirt once the guard lands (issue 4). catalog_promote()
+ * has no such argument: its caller must have shut the desktop down.
  *
  * Test hook: when the environment variable OOB_TEST_CRASH_AT names a step
  * (see crash_point() calls: "create-overlay", "snapshot-linked",
  * "snapshot-overlay", "snapshot-committed", "revert-overlay",
  * "revert-committed", "delete-marked", "delete-rebased",
  * "delete-committed", "promote-renamed", "promote-committed",
- * "repair-committed"), the process kills itself with SIGKILL there; the kill-safety tests
- * run each operation in a child with it set. It is read with
- * secure_getenv() and does nothing unless set.
+ * "repair-committed"), the process kills itself with SIGKILL there; the
+ * kill-safety tests run each operation in a child with it set. It is read
+ * with secure_getenv() and does nothing unless set.
  *
  * catalog.json (format 1):
  *   { "format": 1, "dir": "/abs/dir", "active": "active-7.qcow2",
@@ -755,7 +765,9 @@ static int catalog_write(Catalog *c, const CatalogState *st) {
 }
 
 static int catalog_read(Catalog *c, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = openat(c->dir_fd, CATALOG_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = openat(c->dir_fd, CATALOG_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
 
         if (fd < 0)
                 return -errno;
@@ -1788,7 +1800,8 @@ int catalog_snapshot(Catalog *c, SnapshotReason reason, const char *label, const
 }
 
 /* Replace the active overlay by new_active (an existing file of ours) on parent_id. */
-static int catalog_switch_active(Catalog *c, const char *new_active, const char *parent_id, const char *step) {
+static int catalog_switch_active(Catalog *c, const char *new_active, const char *parent_id,
+                                 const char *step) {
         _cleanup_(state_done) CatalogState st = {};
         _cleanup_free_ char *old_active = NULL;
         int r;

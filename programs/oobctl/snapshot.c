@@ -26,6 +26,8 @@
 #include "recovery.h"
 
 #define SNAPSHOT_DIR_DEFAULT "/var/lib/oob/system"
+/* id, parent, created, reason, pinned, known-good, size, manifest, label */
+#define LIST_ROW "%-6s %-6s %-19s  %-13s %-6s %-10s %10s  %-20s %s\n"
 
 typedef struct SnapshotArgs {
         const char *dir;
@@ -41,7 +43,8 @@ static void snapshot_usage(FILE *f) {
                 "Usage: oobctl snapshot [--dir DIR] COMMAND [ARGS...]\n"
                 "\n"
                 "  init BASE_IMAGE   make DIR the catalog of a system disk whose base is BASE_IMAGE\n"
-                "                    (left where it is, never written); the desktop boots DIR's active disk\n"
+                "                    (left where it is, never written); the desktop boots DIR's\n"
+                "                    active disk\n"
                 "  list [--json]     the snapshots: id, parent, created (local time), reason, pinned,\n"
                 "                    known-good, layer size, manifest, label; '*' marks the one the\n"
                 "                    active disk builds on\n"
@@ -205,19 +208,21 @@ static int snapshot_list(const SnapshotArgs *a) {
                 return snapshot_list_json(a, c);
 
         (void) catalog_list(c, &s, &n);
-        printf("%-6s %-6s %-19s  %-13s %-6s %-10s %10s  %-20s %s\n", "ID", "PARENT", "CREATED", "REASON", "PINNED",
-               "KNOWN-GOOD", "SIZE", "MANIFEST", "LABEL");
+        printf(LIST_ROW, "ID", "PARENT", "CREATED", "REASON", "PINNED", "KNOWN-GOOD", "SIZE", "MANIFEST",
+               "LABEL");
         for (size_t i = 0; i < n; i++) {
                 char when[64], size[32], id[32];
 
                 format_time(s[i].created, false, when, sizeof(when));
                 format_size(s[i].layer_size, size, sizeof(size));
-                snprintf(id, sizeof(id), "%s%s", s[i].id, streq(s[i].id, catalog_active_parent(c)) ? " *" : "");
-                printf("%-6s %-6s %-19s  %-13s %-6s %-10s %10s  %-20s %s\n", id, s[i].parent ?: "-", when,
+                snprintf(id, sizeof(id), "%s%s", s[i].id,
+                         streq(s[i].id, catalog_active_parent(c)) ? " *" : "");
+                printf(LIST_ROW, id, s[i].parent ?: "-", when,
                        snapshot_reason_to_string(s[i].reason), s[i].pinned ? "yes" : "-",
                        s[i].known_good ? "yes" : "-", size, s[i].manifest ?: "-", s[i].label ?: "-");
         }
-        printf("\n* the active disk (%s) builds on snapshot %s\n", catalog_active(c), catalog_active_parent(c));
+        printf("\n* the active disk (%s) builds on snapshot %s\n", catalog_active(c),
+               catalog_active_parent(c));
         return OOBCTL_EXIT_OK;
 }
 
@@ -230,7 +235,7 @@ static int snapshot_init(const SnapshotArgs *a, const char *base) {
                 return fail(a, r,
                             r == -EEXIST   ? "a catalog (or the files of one) is already there"
                             : r == -EAGAIN ? "the catalog is in use by another process"
-                            : r == -EINVAL ? "the base must be a disk image file outside the catalog's own names"
+                            : r == -EINVAL ? "the base must be a disk image, not a catalog file"
                                            : NULL,
                             "create a catalog over %s", base);
         log_info("%s: catalog created over %s; the desktop boots %s.", a->dir, base, catalog_active(c));
@@ -256,7 +261,7 @@ static int snapshot_create(const SnapshotArgs *a) {
         r = catalog_snapshot(c, reason, a->label, a->manifest, /* running= */ false, &id);
         if (r < 0)
                 return fail(a, r,
-                            r == -EINVAL ? "labels and manifest ids are one line of UTF-8 text, at most 1024 bytes"
+                            r == -EINVAL ? "labels and manifest ids are one line of text, at most 1024 bytes"
                                          : id_cause(c, "", r),
                             "create a snapshot");
         printf("%s\n", id);
@@ -410,7 +415,8 @@ int verb_snapshot(int argc, char *argv[]) {
         else if (a.keep && !snapshot_commands[k].keep)
                 option = "--keep";
         if (option) {
-                log_error("'oobctl snapshot %s' does not take %s; see 'oobctl snapshot --help'.", command, option);
+                log_error("'oobctl snapshot %s' does not take %s; see 'oobctl snapshot --help'.", command,
+                          option);
                 return OOBCTL_EXIT_USAGE;
         }
         if (snapshot_commands[k].keep && !a.keep) {

@@ -24,8 +24,8 @@
 /* ---- helpers ------------------------------------------------------------------ */
 
 static void img_write(const char *img, unsigned pattern, uint64_t off, uint64_t len) {
-        SH_OK("qemu-io -f qcow2 -c 'write -P 0x%02x %llu %llu' '%s' >/dev/null", pattern, (unsigned long long) off,
-              (unsigned long long) len, img);
+        SH_OK("qemu-io -f qcow2 -c 'write -P 0x%02x %llu %llu' '%s' >/dev/null", pattern,
+              (unsigned long long) off, (unsigned long long) len, img);
 }
 
 /* qemu-io exits 0 even when a pattern check fails: look at what it prints. */
@@ -436,7 +436,8 @@ static void assert_tree_contents(const Catalog *c) {
                 snprintf(raw, sizeof(raw), "%s.raw", s[i].id);
                 ck_assert_msg(img_same(s[i].layer, tmp_path(raw)), "snapshot %s reads differently", s[i].id);
         }
-        ck_assert_msg(img_same(catalog_active(c), tmp_path("active.raw")), "the active disk reads differently");
+        ck_assert_msg(img_same(catalog_active(c), tmp_path("active.raw")),
+                      "the active disk reads differently");
 }
 
 START_TEST(test_pin_and_delete) {
@@ -719,7 +720,8 @@ START_TEST(test_missing_layer_reparented) {
         /* 4 was moved onto 1 behind the catalog's back (its data merged), then
          * 2's file went: 4's chain still holds, so 4 stays and builds on 1. */
         c = catalog_free(c);
-        SH_OK("qemu-img rebase -q -f qcow2 -b '%s' -F qcow2 '%s'", tmp_path("base.qcow2"), cat_file("layer-4.qcow2"));
+        SH_OK("qemu-img rebase -q -f qcow2 -b '%s' -F qcow2 '%s'", tmp_path("base.qcow2"),
+              cat_file("layer-4.qcow2"));
         ck_assert_int_eq(unlink(cat_file("layer-2.qcow2")), 0);
         c = open_ok(&repairs);
         ck_assert_uint_ge(repairs, 2);
@@ -815,8 +817,8 @@ static Catalog *assert_after_kill(const char *step, const char *old_ids, const c
         unsigned repairs = 0;
 
         ck_assert_int_eq(catalog_open(cat_dir(), &c, &repairs), 0);
-        ck_assert_msg(streq(ids_of(c), old_ids) || streq(ids_of(c), new_ids), "%s: ids %s, expected %s or %s", step,
-                      ids_of(c), old_ids, new_ids);
+        ck_assert_msg(streq(ids_of(c), old_ids) || streq(ids_of(c), new_ids),
+                      "%s: ids %s, expected %s or %s", step, ids_of(c), old_ids, new_ids);
         assert_pointers_agree(c);
         assert_no_stray_files(c);
         catalog_free(c);
