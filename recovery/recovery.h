@@ -18,12 +18,17 @@
  * into them (qemu-img rebase): the only O(data) step. The separate user-data
  * disk is never part of a catalog.
  *
- * The catalog (catalog.json in the directory) is written atomically before
- * files are created and after they are removed; on open it is checked
+ * Every operation creates its new files first, then writes the catalog
+ * (catalog.json, atomically: the commit point), then deletes the files the
+ * catalog no longer names. On open the catalog is checked
  * against the files and repaired from them, never the other way round:
  * entries whose layer is missing are dropped, layers no entry claims
  * (an overlay left by a killed operation) are removed, a staging overlay
  * that was never promoted is discarded.
+ *
+ * A Catalog holds a lock on its directory for its whole life: a second
+ * opener gets -EAGAIN. After a failed catalog write the handle refuses
+ * further changes (-EIO) until reopened.
  *
  * Errors: -ENOENT unknown snapshot id, -EBUSY the desktop is running (the
  * caller's answer), -EPERM refusing to drop a pinned or the last known-good
