@@ -28,7 +28,7 @@
 #define FETCH_BUFFER_INITIAL 16384U
 
 struct Fetcher {
-        FetchOptions options;          /* ca_file and user_agent point to our copies */
+        FetchOptions options; /* ca_file and user_agent point to our copies */
         char *ca_file;
         char *user_agent;
         /* Kept between fetches (reset each time) so that connections to the
@@ -43,9 +43,9 @@ typedef struct FetchState {
         uint64_t received;
         FetchSink sink;
         void *userdata;
-        bool loopback_only;            /* plain http: only connect to loopback addresses */
-        bool length_checked;           /* the announced Content-Length was compared */
-        int error;                     /* set by a callback that aborted the transfer */
+        bool loopback_only;  /* plain http: only connect to loopback addresses */
+        bool length_checked; /* the announced Content-Length was compared */
+        int error;           /* set by a callback that aborted the transfer */
 } FetchState;
 
 static int curl_global(void) {
@@ -265,10 +265,10 @@ static int fetch_setup(Fetcher *f, CURL *c, const char *url, const char *scheme,
         const FetchOptions *o = &f->options;
         CURLcode e = CURLE_OK;
 
-#define SET(opt, val)                                            \
-        do {                                                     \
-                if (e == CURLE_OK)                               \
-                        e = curl_easy_setopt(c, (opt), (val));   \
+#define SET(opt, val)                                          \
+        do {                                                   \
+                if (e == CURLE_OK)                             \
+                        e = curl_easy_setopt(c, (opt), (val)); \
         } while (0)
 
         SET(CURLOPT_URL, url);
@@ -306,7 +306,7 @@ static int fetch_setup(Fetcher *f, CURL *c, const char *url, const char *scheme,
         if (e == CURLE_OUT_OF_MEMORY)
                 return -ENOMEM;
         if (e != CURLE_OK)
-                return -EOPNOTSUPP;  /* a libcurl built without an option we rely on */
+                return -EOPNOTSUPP; /* a libcurl built without an option we rely on */
         return 0;
 }
 
@@ -360,8 +360,8 @@ static int curl_code_to_errno(CURLcode e, long status) {
         }
 }
 
-int fetcher_get_stream(Fetcher *f, const char *url, uint64_t max_size, FetchSink sink,
-                       void *userdata, long *ret_http) {
+int fetcher_get_stream(Fetcher *f, const char *url, uint64_t max_size, FetchSink sink, void *userdata,
+                       long *ret_http) {
         FetchState s = {
                 .curl = f->curl,
                 .max_size = max_size,
@@ -377,7 +377,7 @@ int fetcher_get_stream(Fetcher *f, const char *url, uint64_t max_size, FetchSink
         assert_return(url, -EINVAL);
 
         if (ret_http)
-                *ret_http = 0;  /* no response, unless one arrives below */
+                *ret_http = 0; /* no response, unless one arrives below */
 
         r = url_check_policy(f, url, &scheme, &s.loopback_only);
         if (r < 0) {
@@ -395,11 +395,11 @@ int fetcher_get_stream(Fetcher *f, const char *url, uint64_t max_size, FetchSink
         (void) curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &status);
 
         if (s.error < 0)
-                r = s.error;  /* our callback's reason beats curl's generic one */
+                r = s.error; /* our callback's reason beats curl's generic one */
         else
                 r = curl_code_to_errno(e, status);
         if (r == 0 && (status < 200 || status > 299))
-                r = -EIO;     /* e.g. a 3xx without Location */
+                r = -EIO; /* e.g. a 3xx without Location */
 
         if (r < 0)
                 log_debug("GET %s failed: %s (HTTP %ld, %s)", url, curl_easy_strerror(e), status,
@@ -448,7 +448,7 @@ static int buffer_sink(const void *data, size_t size, void *userdata) {
 
 int fetcher_get(Fetcher *f, const char *url, uint64_t max_size, char **ret, size_t *ret_size) {
         _cleanup_free_ char *data = NULL;
-        Buffer b = { .max_size = max_size };
+        Buffer b = {.max_size = max_size};
         int r;
 
         assert_return(f, -EINVAL);

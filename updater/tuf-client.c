@@ -40,13 +40,13 @@ struct TufClient {
         char *target_base_url;
         unsigned max_root_rotations;
         unsigned max_delegations;
-        int64_t reference_time;        /* the option; 0: time(NULL) per refresh */
+        int64_t reference_time; /* the option; 0: time(NULL) per refresh */
 
         Fetcher *fetcher;
         TufTrustedSet *trusted;
-        bool refreshed;                /* the last refresh succeeded */
+        bool refreshed; /* the last refresh succeeded */
 
-        char error[512];               /* where the last failure happened */
+        char error[512]; /* where the last failure happened */
 };
 
 /* Remember where we failed (for the caller's single message) and return r. */
@@ -156,8 +156,7 @@ static int metadata_remove(TufClient *c, const char *name) {
         return 0;
 }
 
-static int metadata_fetch(TufClient *c, const char *name, uint64_t max_size, char **ret,
-                          size_t *ret_size) {
+static int metadata_fetch(TufClient *c, const char *name, uint64_t max_size, char **ret, size_t *ret_size) {
         _cleanup_free_ char *url = path_join(c->metadata_url, name);
         int r;
 
@@ -231,7 +230,7 @@ static int client_update_root(TufClient *c) {
 
                 r = metadata_fetch(c, name, TUF_ROOT_MAX_LENGTH, &data, &size);
                 if (r == -ENOENT) {
-                        c->error[0] = 0;  /* not an error: the trusted root is the newest */
+                        c->error[0] = 0; /* not an error: the trusted root is the newest */
                         break;
                 }
                 if (r < 0)
@@ -330,8 +329,7 @@ static bool role_is_top_level(const char *role) {
  * delegated one), from the cache when it is still the version snapshot
  * names, from the network otherwise. Once per refresh. */
 static int client_load_targets(TufClient *c, const char *role, const char *delegator) {
-        _cleanup_free_ char *cached = NULL, *data = NULL, *local = NULL, *remote = NULL,
-                            *meta_name = NULL;
+        _cleanup_free_ char *cached = NULL, *data = NULL, *local = NULL, *remote = NULL, *meta_name = NULL;
         const TufRoot *root = tuf_trusted_set_root(c->trusted);
         const TufMetaFile *m;
         size_t size;
@@ -460,7 +458,7 @@ static int visit_stack_push(VisitStack *s, const char *role, const char *delegat
         return 0;
 }
 
-static bool strv_contains(char * const *l, const char *s) {
+static bool strv_contains(char *const *l, const char *s) {
         for (size_t i = 0; l && l[i]; i++)
                 if (streq(l[i], s))
                         return true;
@@ -529,7 +527,7 @@ int tuf_client_find_target(TufClient *c, const char *path, const TufTargetFile *
 
                 stack.n--;
                 if (strv_contains(visited, role))
-                        continue;  /* a cycle in the delegation graph */
+                        continue; /* a cycle in the delegation graph */
 
                 r = client_load_targets(c, role, delegator);
                 if (r < 0)
@@ -760,7 +758,7 @@ static int client_download_target_at(TufClient *c, const TufTargetFile *t, int d
         if (fd < 0)
                 return client_fail(c, fd, "creating a temporary file");
 
-        sink = (TargetSink) { .hasher = h, .fd = fd };
+        sink = (TargetSink){.hasher = h, .fd = fd};
         /* The signed length caps the transfer: the endless-data defence. */
         r = fetcher_get_stream(c->fetcher, url, t->length, target_sink, &sink, NULL);
         if (r < 0)
@@ -775,7 +773,7 @@ static int client_download_target_at(TufClient *c, const TufTargetFile *t, int d
                 if (r < 0)
                         r = client_fail(c, r, "saving as %s", name);
                 else {
-                        free(tmpname);  /* renamed: nothing to remove */
+                        free(tmpname); /* renamed: nothing to remove */
                         tmpname = NULL;
                 }
         }
@@ -784,8 +782,8 @@ static int client_download_target_at(TufClient *c, const TufTargetFile *t, int d
         return r;
 }
 
-int tuf_client_download_target(TufClient *c, const TufTargetFile *t, const char *target_dir,
-                               char **ret_path, bool *ret_cached) {
+int tuf_client_download_target(TufClient *c, const TufTargetFile *t, const char *target_dir, char **ret_path,
+                               bool *ret_cached) {
         _cleanup_free_ char *name = NULL, *path = NULL;
         _cleanup_close_ int dir_fd = -EBADF;
         bool cached = false;

@@ -28,23 +28,24 @@ typedef struct TufArgs {
 } TufArgs;
 
 static void tuf_usage(FILE *f) {
-        fprintf(f,
-                "Usage: oobctl tuf --metadata-dir DIR init TRUSTED_ROOT_FILE\n"
-                "       oobctl tuf --metadata-dir DIR --metadata-url URL refresh\n"
-                "       oobctl tuf --metadata-dir DIR --metadata-url URL --target-name NAME\n"
-                "                  [--target-name NAME2 ...] --target-base-url URL --target-dir DIR download\n"
-                "\n"
-                "  init      install TRUSTED_ROOT_FILE (it must be signed by its own keys) as DIR/root.json\n"
-                "  refresh   update the trusted metadata in DIR from URL (TUF client workflow)\n"
-                "  download  refresh, then download each target into DIR, verified against its\n"
-                "            signed length and hashes; a verified file already there is kept\n"
-                "\n"
-                "Options:\n"
-                "  --ca-file PEM   trust the CA certificates in PEM for https (default: the system's)\n"
-                "  --allow-http    allow plain http to any host (default: loopback only)\n"
-                "  -h, --help      show this help\n"
-                "\n"
-                "Exit status: 0 success, 1 failure, 2 usage error.\n");
+        fprintf(f, "Usage: oobctl tuf --metadata-dir DIR init TRUSTED_ROOT_FILE\n"
+                   "       oobctl tuf --metadata-dir DIR --metadata-url URL refresh\n"
+                   "       oobctl tuf --metadata-dir DIR --metadata-url URL --target-name NAME\n"
+                   "                  [--target-name NAME2 ...] --target-base-url URL --target-dir DIR "
+                   "download\n"
+                   "\n"
+                   "  init      install TRUSTED_ROOT_FILE (it must be signed by its own keys) as "
+                   "DIR/root.json\n"
+                   "  refresh   update the trusted metadata in DIR from URL (TUF client workflow)\n"
+                   "  download  refresh, then download each target into DIR, verified against its\n"
+                   "            signed length and hashes; a verified file already there is kept\n"
+                   "\n"
+                   "Options:\n"
+                   "  --ca-file PEM   trust the CA certificates in PEM for https (default: the system's)\n"
+                   "  --allow-http    allow plain http to any host (default: loopback only)\n"
+                   "  -h, --help      show this help\n"
+                   "\n"
+                   "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
 /* "CONTEXT: CAUSE (strerror)" or "CAUSE (strerror)" into one message. */
@@ -76,10 +77,11 @@ static int tuf_client_open_and_refresh(const TufArgs *a, TufClient **ret) {
                 .metadata_dir = a->metadata_dir,
                 .metadata_url = a->metadata_url,
                 .target_base_url = a->target_base_url,
-                .fetch = {
-                        .ca_file = a->ca_file,
-                        .allow_http = a->allow_http,
-                },
+                .fetch =
+                        {
+                                .ca_file = a->ca_file,
+                                .allow_http = a->allow_http,
+                        },
         };
         int r;
 
@@ -169,14 +171,14 @@ int verb_tuf(int argc, char *argv[]) {
                 ARG_ALLOW_HTTP,
         };
         static const struct option options[] = {
-                { "metadata-dir", required_argument, NULL, ARG_METADATA_DIR },
-                { "metadata-url", required_argument, NULL, ARG_METADATA_URL },
-                { "target-name", required_argument, NULL, ARG_TARGET_NAME },
-                { "target-base-url", required_argument, NULL, ARG_TARGET_BASE_URL },
-                { "target-dir", required_argument, NULL, ARG_TARGET_DIR },
-                { "ca-file", required_argument, NULL, ARG_CA_FILE },
-                { "allow-http", no_argument, NULL, ARG_ALLOW_HTTP },
-                { "help", no_argument, NULL, 'h' },
+                {"metadata-dir", required_argument, NULL, ARG_METADATA_DIR},
+                {"metadata-url", required_argument, NULL, ARG_METADATA_URL},
+                {"target-name", required_argument, NULL, ARG_TARGET_NAME},
+                {"target-base-url", required_argument, NULL, ARG_TARGET_BASE_URL},
+                {"target-dir", required_argument, NULL, ARG_TARGET_DIR},
+                {"ca-file", required_argument, NULL, ARG_CA_FILE},
+                {"allow-http", no_argument, NULL, ARG_ALLOW_HTTP},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         _cleanup_strv_free_ char **names = NULL;

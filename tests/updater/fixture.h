@@ -21,10 +21,10 @@
 #include "lib.h"
 
 typedef struct Nginx {
-        char state[PATH_MAX];          /* STATE_DIR; files are served from STATE_DIR/www */
+        char state[PATH_MAX]; /* STATE_DIR; files are served from STATE_DIR/www */
         char www[PATH_MAX];
-        char https[256];               /* https://127.0.0.1:PORT */
-        char http[256];                /* http://127.0.0.1:PORT */
+        char https[256]; /* https://127.0.0.1:PORT */
+        char http[256];  /* http://127.0.0.1:PORT */
         char ca[PATH_MAX];
         char log[PATH_MAX];
         char script[PATH_MAX];
@@ -88,7 +88,8 @@ static _unused_ void nginx_start(Nginx *n) {
         ck_assert_ptr_nonnull(mkdtemp(n->state));
         ck_assert_int_lt(snprintf(n->www, sizeof(n->www), "%s/www", n->state), (int) sizeof(n->www));
 
-        ck_assert_int_lt(snprintf(cmd, sizeof(cmd), "'%s' start '%s'", n->script, n->state), (int) sizeof(cmd));
+        ck_assert_int_lt(snprintf(cmd, sizeof(cmd), "'%s' start '%s'", n->script, n->state),
+                         (int) sizeof(cmd));
         p = popen(cmd, "r");
         ck_assert_ptr_nonnull(p);
         if (!fgets(line, sizeof(line), p))
@@ -161,7 +162,7 @@ typedef struct MiniServer {
  * most 30 s. UINT64_MAX: without end, 64 KiB every 10 ms for 10 s (so a
  * client without a cap shows up as slow, without filling the disk). */
 static _unused_ void mini_server_start(MiniServer *m, const char *head, uint64_t body_bytes) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t len = sizeof(a);
         int fd;
 
@@ -182,7 +183,7 @@ static _unused_ void mini_server_start(MiniServer *m, const char *head, uint64_t
                 signal(SIGPIPE, SIG_IGN);
                 /* Check's timeout handler is inherited: ours must only end us. */
                 signal(SIGALRM, SIG_DFL);
-                alarm(body_bytes == UINT64_MAX ? 10 : 30);  /* never outlive a broken test */
+                alarm(body_bytes == UINT64_MAX ? 10 : 30); /* never outlive a broken test */
                 c = accept(fd, NULL, NULL);
                 if (c < 0)
                         _exit(1);
@@ -201,7 +202,7 @@ static _unused_ void mini_server_start(MiniServer *m, const char *head, uint64_t
                 while (body_bytes > 0) {
                         ssize_t n = write(c, buf, MIN(body_bytes, sizeof(buf)));
                         if (n <= 0)
-                                _exit(0);  /* the client hung up */
+                                _exit(0); /* the client hung up */
                         if (body_bytes != UINT64_MAX)
                                 body_bytes -= (uint64_t) n;
                         else

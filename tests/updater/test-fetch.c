@@ -69,33 +69,28 @@ static Fetcher *new_fetcher(const FetchOptions *o) {
 /* ---- URL policy (no server needed) ------------------------------------------ */
 
 START_TEST(test_other_schemes_refused) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .allow_http = true });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.allow_http = true});
         static const char *const urls[] = {
-                "file:///etc/passwd",
-                "ftp://127.0.0.1/x",
-                "gopher://127.0.0.1/x",
-                "scp://127.0.0.1/x",
-                "dict://127.0.0.1/x",
+                "file:///etc/passwd", "ftp://127.0.0.1/x",  "gopher://127.0.0.1/x",
+                "scp://127.0.0.1/x",  "dict://127.0.0.1/x",
         };
         Counter c = {};
 
         for (size_t i = 0; i < ELEMENTSOF(urls); i++)
-                ck_assert_int_eq(fetcher_get_stream(f, urls[i], 1000, count_sink, &c, NULL), -EPROTONOSUPPORT);
+                ck_assert_int_eq(fetcher_get_stream(f, urls[i], 1000, count_sink, &c, NULL),
+                                 -EPROTONOSUPPORT);
         ck_assert_uint_eq(c.calls, 0);
         ck_assert_int_eq(fetcher_get_stream(f, "no scheme at all", 1000, count_sink, &c, NULL), -EINVAL);
 }
 END_TEST
 
 START_TEST(test_http_to_remote_refused_without_contact) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .connect_timeout_sec = 2 });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.connect_timeout_sec = 2});
         _cleanup_(fetcher_freep) Fetcher *open = NULL;
         static const char *const refused[] = {
-                "http://192.0.2.1/x",              /* TEST-NET-1: would hang if contacted */
-                "http://128.0.0.1/x",
-                "http://127.0.0.1.example.com/x",
-                "http://localhost.example.com/x",
-                "http://[::2]/x",
-                "http://[::ffff:192.0.2.1]/x",
+                "http://192.0.2.1/x", /* TEST-NET-1: would hang if contacted */
+                "http://128.0.0.1/x", "http://127.0.0.1.example.com/x", "http://localhost.example.com/x",
+                "http://[::2]/x",     "http://[::ffff:192.0.2.1]/x",
         };
         double start = now_sec();
 
@@ -106,7 +101,7 @@ START_TEST(test_http_to_remote_refused_without_contact) {
         ck_assert_double_lt(now_sec() - start, 1.0);
 
         /* With allow_http the same URL is attempted (and fails otherwise). */
-        open = new_fetcher(&(FetchOptions) { .allow_http = true, .connect_timeout_sec = 1 });
+        open = new_fetcher(&(FetchOptions){.allow_http = true, .connect_timeout_sec = 1});
         int r = fetcher_get_stream(open, "http://192.0.2.1/x", 1000, NULL, NULL, NULL);
         ck_assert_int_lt(r, 0);
         ck_assert_int_ne(r, -EPROTONOSUPPORT);
@@ -114,7 +109,7 @@ START_TEST(test_http_to_remote_refused_without_contact) {
 END_TEST
 
 START_TEST(test_http_loopback_allowed_by_policy) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .connect_timeout_sec = 2 });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.connect_timeout_sec = 2});
         MiniServer m = {};
         char u[128];
         int r;
@@ -138,13 +133,15 @@ END_TEST
 /* Plain http allowed for a loopback URL must not follow a redirect to a
  * remote http host: every connection is held to loopback. */
 START_TEST(test_http_redirect_to_remote_refused) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .connect_timeout_sec = 2 });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.connect_timeout_sec = 2});
         MiniServer m = {};
         char u[128];
         int r;
 
-        mini_server_start(&m, "HTTP/1.1 302 Found\r\nLocation: http://192.0.2.1/x\r\n"
-                              "Content-Length: 0\r\nConnection: close\r\n\r\n", 0);
+        mini_server_start(&m,
+                          "HTTP/1.1 302 Found\r\nLocation: http://192.0.2.1/x\r\n"
+                          "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                          0);
         snprintf(u, sizeof(u), "http://127.0.0.1:%d/x", m.port);
         r = fetcher_get_stream(f, u, 1000, NULL, NULL, NULL);
         mini_server_stop(&m);
@@ -154,7 +151,7 @@ END_TEST
 
 /* Endless data without Content-Length: only our byte count can stop it. */
 START_TEST(test_endless_data_without_length) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) {});
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){});
         _cleanup_free_ char *data = NULL;
         MiniServer m = {};
         Counter c = {};
@@ -183,7 +180,7 @@ END_TEST
 /* ---- against nginx -------------------------------------------------------------- */
 
 START_TEST(test_https_get) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .ca_file = nginx.ca });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca});
         _cleanup_free_ char *u = url(nginx.https, "hello.txt"), *data = NULL;
         size_t size = 0;
         long status = 0;
@@ -200,7 +197,7 @@ START_TEST(test_https_get) {
 END_TEST
 
 START_TEST(test_http_loopback_get) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) {});
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){});
         _cleanup_free_ char *u = url(nginx.http, "hello.txt"), *data = NULL;
         size_t size = 0;
 
@@ -210,7 +207,7 @@ START_TEST(test_http_loopback_get) {
 END_TEST
 
 START_TEST(test_untrusted_certificate) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) {});
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){});
         _cleanup_free_ char *u = url(nginx.https, "hello.txt"), *data = NULL;
         size_t size = 0;
 
@@ -220,7 +217,7 @@ START_TEST(test_untrusted_certificate) {
 END_TEST
 
 START_TEST(test_not_found) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .ca_file = nginx.ca });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca});
         _cleanup_free_ char *u = url(nginx.https, "no-such-file"), *d = url(nginx.https, "dir/");
         long status = 0;
         Counter c = {};
@@ -239,7 +236,7 @@ START_TEST(test_not_found) {
 END_TEST
 
 START_TEST(test_size_cap) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .ca_file = nginx.ca });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca});
         _cleanup_free_ char *u = url(nginx.https, "big.bin"), *h = url(nginx.https, "hello.txt"),
                             *data = NULL;
         size_t size = 0;
@@ -250,7 +247,7 @@ START_TEST(test_size_cap) {
         /* nginx announces the length: refused before any byte is passed on
          * (a TLS record holds at most 16 KiB, so a count alone would let
          * the first chunk through) */
-        c = (Counter) {};
+        c = (Counter){};
         ck_assert_int_eq(fetcher_get_stream(f, u, 20000, count_sink, &c, NULL), -EFBIG);
         ck_assert_uint_eq(c.calls, 0);
         ck_assert_int_eq(fetcher_get(f, u, 1000, &data, &size), -EFBIG);
@@ -268,7 +265,7 @@ END_TEST
 
 START_TEST(test_slow_retrieval) {
         _cleanup_(fetcher_freep) Fetcher *f =
-                new_fetcher(&(FetchOptions) { .ca_file = nginx.ca, .low_speed_sec = 2 });
+                new_fetcher(&(FetchOptions){.ca_file = nginx.ca, .low_speed_sec = 2});
         _cleanup_free_ char *u = url(nginx.https, "slow/ten-k.bin");
         double start = now_sec();
 
@@ -279,8 +276,8 @@ START_TEST(test_slow_retrieval) {
 END_TEST
 
 START_TEST(test_total_deadline) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) {
-                .ca_file = nginx.ca, .low_speed_bytes = 1, .low_speed_sec = 60, .total_timeout_sec = 1 });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){
+                .ca_file = nginx.ca, .low_speed_bytes = 1, .low_speed_sec = 60, .total_timeout_sec = 1});
         _cleanup_free_ char *u = url(nginx.https, "slow/ten-k.bin");
         double start = now_sec();
 
@@ -290,7 +287,7 @@ START_TEST(test_total_deadline) {
 END_TEST
 
 START_TEST(test_redirect_same_scheme_only) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .ca_file = nginx.ca });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca});
         _cleanup_free_ char *down = url(nginx.https, "to-http/hello.txt"),
                             *up = url(nginx.http, "to-https/hello.txt"),
                             *same = url(nginx.https, "to-https/hello.txt"), *data = NULL;
@@ -308,8 +305,9 @@ START_TEST(test_redirect_same_scheme_only) {
 END_TEST
 
 START_TEST(test_redirect_limit) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .ca_file = nginx.ca });
-        _cleanup_free_ char *five = url(nginx.https, "to-https/to-https/to-https/to-https/to-https/hello.txt"),
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca});
+        _cleanup_free_ char *five = url(nginx.https,
+                                        "to-https/to-https/to-https/to-https/to-https/hello.txt"),
                             *six = url(nginx.https,
                                        "to-https/to-https/to-https/to-https/to-https/to-https/hello.txt"),
                             *data = NULL;
@@ -327,7 +325,7 @@ static int failing_sink(const void *data, size_t size, void *userdata) {
 }
 
 START_TEST(test_sink_error) {
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions) { .ca_file = nginx.ca });
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca});
         _cleanup_free_ char *u = url(nginx.https, "hello.txt");
 
         ck_assert_int_eq(fetcher_get_stream(f, u, 1000, failing_sink, NULL, NULL), -ECANCELED);
@@ -336,7 +334,7 @@ END_TEST
 
 START_TEST(test_bandwidth_limit) {
         _cleanup_(fetcher_freep) Fetcher *f =
-                new_fetcher(&(FetchOptions) { .ca_file = nginx.ca, .max_bytes_per_sec = 1024 * 1024 });
+                new_fetcher(&(FetchOptions){.ca_file = nginx.ca, .max_bytes_per_sec = 1024 * 1024});
         _cleanup_free_ char *u = url(nginx.https, "four.bin");
         double start = now_sec();
         Counter c = {};

@@ -13,9 +13,9 @@
 #include "updater/tuf-repo.h"
 
 static Nginx nginx;
-static char work[PATH_MAX];            /* per test: md/ and dl/ */
+static char work[PATH_MAX]; /* per test: md/ and dl/ */
 static char md[PATH_MAX + 8], dl[PATH_MAX + 8];
-static char name[64];                  /* the repository's folder on the server */
+static char name[64]; /* the repository's folder on the server */
 static char metadata_url[512], targets_url[512];
 static Repo repo;
 
@@ -74,7 +74,7 @@ static void init_root(void) {
 }
 
 static TufClient *client_new_with(const TufClientOptions *extra) {
-        TufClientOptions o = extra ? *extra : (TufClientOptions) {};
+        TufClientOptions o = extra ? *extra : (TufClientOptions){};
         TufClient *c = NULL;
 
         o.metadata_dir = md;
@@ -142,7 +142,7 @@ static void nginx_sync(void) {
 
         snprintf(path, sizeof(path), "/%s/.sync-%u", name, n++);
         snprintf(u, sizeof(u), "%s%s", nginx.https, path);
-        ck_assert_int_eq(fetcher_new(&(FetchOptions) { .ca_file = nginx.ca }, &f), 0);
+        ck_assert_int_eq(fetcher_new(&(FetchOptions){.ca_file = nginx.ca}, &f), 0);
         ck_assert_int_eq(fetcher_get_stream(f, u, 4096, NULL, NULL, NULL), -ENOENT);
         for (int i = 0; i < 500 && nginx_count(&nginx, path, 404) == 0; i++)
                 usleep(10000);
@@ -187,7 +187,7 @@ START_TEST(test_refresh_and_download) {
         ck_assert(file_exists(md, "timestamp.json"));
         ck_assert(file_exists(md, "snapshot.json"));
         ck_assert(file_exists(md, "targets.json"));
-        ck_assert(!file_exists(md, "releases.json"));  /* loaded only when a search needs it */
+        ck_assert(!file_exists(md, "releases.json")); /* loaded only when a search needs it */
         ck_assert_uint_eq(served(_i ? "metadata/1.snapshot.json" : "metadata/snapshot.json", 200), 1);
         ck_assert_uint_eq(served(_i ? "metadata/1.targets.json" : "metadata/targets.json", 200), 1);
         ck_assert_uint_eq(served("metadata/2.root.json", 404), 1);
@@ -246,7 +246,8 @@ START_TEST(test_init_root) {
         p = strstr(data, from);
         ck_assert_ptr_nonnull(p);
         ck_assert_int_ge(asprintf(&changed, "%.*s\"consistent_snapshot\":true%s", (int) (p - data), data,
-                                  p + STRLEN(from)), 0);
+                                  p + STRLEN(from)),
+                         0);
         fixture_write_path(bad, changed, strlen(changed));
         ck_assert_int_eq(tuf_client_init_root(md, bad), -EBADMSG);
         ck_assert_int_eq(access(md, F_OK), -1);
@@ -321,7 +322,7 @@ START_TEST(test_endless_target_stream) {
         init_root();
         mini_server_start(&m, "HTTP/1.0 200 OK\r\n\r\n", UINT64_MAX);
         snprintf(base, sizeof(base), "http://127.0.0.1:%d", m.port);
-        c = client_new_with(&(TufClientOptions) { .target_base_url = base });
+        c = client_new_with(&(TufClientOptions){.target_base_url = base});
         ck_assert_int_eq(tuf_client_refresh(c), 0);
         ck_assert_int_eq(tuf_client_find_target(c, "hello.txt", &t), 0);
 
@@ -343,9 +344,9 @@ START_TEST(test_slow_retrieval) {
         repo_setup(false, true);
         init_root();
         snprintf(slow, sizeof(slow), "%s/slow/%s/metadata", nginx.https, name);
-        c = client_new_with(&(TufClientOptions) {
+        c = client_new_with(&(TufClientOptions){
                 .metadata_url = slow,
-                .fetch = { .low_speed_sec = 2 },
+                .fetch = {.low_speed_sec = 2},
         });
         clock_gettime(CLOCK_MONOTONIC, &a);
         ck_assert_int_eq(tuf_client_refresh(c), -ETIMEDOUT);
@@ -370,7 +371,7 @@ START_TEST(test_arbitrary_installation) {
         ck_assert_int_eq(tuf_client_refresh(c), 0);
         ck_assert_int_eq(tuf_client_find_target(c, "hello.txt", &t), 0);
 
-        evil[0] = 'J';  /* same length, other bytes */
+        evil[0] = 'J'; /* same length, other bytes */
         repo_serve_target_bytes(&repo, t, evil, strlen(evil));
         ck_assert_int_eq(tuf_client_download_target(c, t, dl, NULL, NULL), -EBADMSG);
         ck_assert_ptr_nonnull(strstr(tuf_client_error_context(c), "verifying"));
@@ -563,7 +564,7 @@ START_TEST(test_freeze_same_timestamp_later) {
         repo_setup(false, true);
         init_root();
         ck_assert_int_eq(refresh_once(NULL), 0);
-        c = client_new_with(&(TufClientOptions) { .reference_time = (int64_t) time(NULL) + 2 * REPO_DAY });
+        c = client_new_with(&(TufClientOptions){.reference_time = (int64_t) time(NULL) + 2 * REPO_DAY});
         ck_assert_int_eq(tuf_client_refresh(c), -EKEYEXPIRED);
         ck_assert_str_eq(tuf_client_error_context(c), "timestamp.json");
 }
@@ -574,7 +575,7 @@ START_TEST(test_freeze_expired_root) {
 
         repo_setup(false, true);
         init_root();
-        c = client_new_with(&(TufClientOptions) { .reference_time = (int64_t) time(NULL) + 400 * REPO_DAY });
+        c = client_new_with(&(TufClientOptions){.reference_time = (int64_t) time(NULL) + 400 * REPO_DAY});
         ck_assert_int_eq(tuf_client_refresh(c), -EKEYEXPIRED);
         ck_assert_ptr_nonnull(strstr(tuf_client_error_context(c), "root.json"));
         ck_assert(!file_exists(md, "timestamp.json"));
@@ -606,7 +607,7 @@ static void rotate_root_key(void) {
 
         repo_key_new(&repo.root);
         repo.root_version++;
-        repo_write_root(&repo, &old.priv, 1);  /* signed by the old and the new key */
+        repo_write_root(&repo, &old.priv, 1); /* signed by the old and the new key */
         repo_key_done(&old);
 }
 
@@ -617,9 +618,9 @@ START_TEST(test_root_rotation_chain_and_cap) {
         repo_setup(false, true);
         init_root();
         for (int i = 0; i < 4; i++)
-                rotate_root_key();  /* versions 2..5 */
+                rotate_root_key(); /* versions 2..5 */
 
-        c = client_new_with(&(TufClientOptions) { .max_root_rotations = 2 });
+        c = client_new_with(&(TufClientOptions){.max_root_rotations = 2});
         ck_assert_int_eq(tuf_client_refresh(c), 0);
         ck_assert_uint_eq(tuf_trusted_set_root(tuf_client_trusted(c))->version, 3);
         ck_assert_uint_eq(served("metadata/3.root.json", 200), 1);
@@ -680,7 +681,7 @@ START_TEST(test_evil_role_name) {
         ck_assert_int_eq(tuf_client_find_target(c, "evil/x", &t), 0);
         ck_assert(file_exists(md, "..%2Fevil.json"));
         ck_assert(!file_exists(work, "evil.json"));
-        ck_assert_uint_eq(dir_entries(md), 5);  /* root timestamp snapshot targets ..%2Fevil */
+        ck_assert_uint_eq(dir_entries(md), 5); /* root timestamp snapshot targets ..%2Fevil */
         outside = path_join(work, "evil.json");
         ck_assert_int_eq(access(outside, F_OK), -1);
 }
@@ -689,7 +690,7 @@ END_TEST
 START_TEST(test_target_path_traversal) {
         _cleanup_(tuf_client_freep) TufClient *c = NULL;
         const TufTargetFile *t;
-        TufTargetFile forged = { .path = (char *) "../escape", .length = 5 };
+        TufTargetFile forged = {.path = (char *) "../escape", .length = 5};
 
         repo_setup(false, true);
         init_root();
@@ -733,7 +734,7 @@ START_TEST(test_delegation_search_order) {
         ck_assert_int_eq(tuf_client_find_target(c, "x/file", &t), 0);
         ck_assert_int_eq(tuf_hashes_compute("from a", 6, &h), 0);
         ck_assert(memcmp(t->hashes.sha256, h.sha256, 32) == 0);
-        ck_assert(!file_exists(md, "b.json"));  /* never needed */
+        ck_assert(!file_exists(md, "b.json")); /* never needed */
 
         ck_assert_int_eq(tuf_client_find_target(c, "x/deep", &t), 0);
         ck_assert_int_eq(tuf_hashes_compute("deep a1", 7, &h), 0);
@@ -756,7 +757,7 @@ START_TEST(test_delegation_terminating) {
         b = repo_add_role(&repo, 0, "b", "x/*", false);
         repo_add_target(&repo, a, "x/in-a", "a", 1);
         repo_add_target(&repo, b, "x/in-b", "b", 1);
-        repo_add_target(&repo, b, "y/in-b", "b", 1);  /* not delegated to b: never found */
+        repo_add_target(&repo, b, "y/in-b", "b", 1); /* not delegated to b: never found */
         repo_write_root(&repo, NULL, 0);
         repo_publish(&repo);
 
@@ -803,7 +804,7 @@ START_TEST(test_delegation_cycle_and_cap) {
         ck_assert_int_eq(tuf_client_find_target(c, "x/in-b", &t), 0);
 
         /* two roles visited at most: targets and a; b is out of reach */
-        capped = client_new_with(&(TufClientOptions) { .max_delegations = 2 });
+        capped = client_new_with(&(TufClientOptions){.max_delegations = 2});
         ck_assert_int_eq(tuf_client_refresh(capped), 0);
         ck_assert_int_eq(tuf_client_find_target(capped, "x/in-b", &t), -ENOENT);
 }
@@ -824,7 +825,7 @@ START_TEST(test_metadata_reused) {
         d = client_new();
         ck_assert_int_eq(tuf_client_refresh(d), 0);
         ck_assert_int_eq(tuf_client_find_target(d, "payloads/a.tar", &t), 0);
-        ck_assert_uint_eq(served("metadata/timestamp.json", 200), 2);  /* always asked */
+        ck_assert_uint_eq(served("metadata/timestamp.json", 200), 2); /* always asked */
         ck_assert_uint_eq(served("metadata/snapshot.json", 200), 1);
         ck_assert_uint_eq(served("metadata/targets.json", 200), 1);
         ck_assert_uint_eq(served("metadata/releases.json", 200), 1);

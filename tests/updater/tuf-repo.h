@@ -27,7 +27,7 @@ typedef struct RepoKey {
 } RepoKey;
 
 typedef struct RepoDelegation {
-        size_t child;                  /* index into Repo.roles */
+        size_t child; /* index into Repo.roles */
         char pattern[128];
         bool terminating;
 } RepoDelegation;
@@ -49,10 +49,10 @@ typedef struct Repo {
         char metadata[PATH_MAX + 16];
         char targets[PATH_MAX + 16];
         bool consistent;
-        bool meta_hashes;              /* lengths and hashes in timestamp's and snapshot's meta */
+        bool meta_hashes; /* lengths and hashes in timestamp's and snapshot's meta */
 
         RepoKey root, timestamp, snapshot;
-        RepoKey timestamp_also;        /* if set, root lists it for timestamp too */
+        RepoKey timestamp_also; /* if set, root lists it for timestamp too */
         uint64_t root_version, timestamp_version, snapshot_version;
         int64_t root_expires, timestamp_expires, snapshot_expires;
 
@@ -125,7 +125,7 @@ static _unused_ size_t repo_add_role(Repo *r, size_t parent, const char *name, c
         role->version = 1;
         role->expires = (int64_t) time(NULL) + 90 * REPO_DAY;
         repo_key_new(&role->key);
-        *d = (RepoDelegation) { .child = r->n_roles, .terminating = terminating };
+        *d = (RepoDelegation){.child = r->n_roles, .terminating = terminating};
         snprintf(d->pattern, sizeof(d->pattern), "%s", pattern);
         return r->n_roles++;
 }
@@ -136,7 +136,7 @@ static _unused_ void repo_delegate(Repo *r, size_t parent, size_t child, const c
 
         ck_assert_uint_lt(r->roles[parent].n_delegations, REPO_MAX_DELEGATIONS);
         d = &r->roles[parent].delegations[r->roles[parent].n_delegations++];
-        *d = (RepoDelegation) { .child = child };
+        *d = (RepoDelegation){.child = child};
         snprintf(d->pattern, sizeof(d->pattern), "%s", pattern);
 }
 
@@ -153,7 +153,8 @@ static _unused_ char *repo_target_served_path(const Repo *r, const TufTargetFile
         slash = strrchr(f->path, '/');
         if (slash)
                 ck_assert_int_ge(asprintf(&p, "%s/%.*s/%s.%s", r->targets, (int) (slash - f->path), f->path,
-                                          hex, slash + 1), 0);
+                                          hex, slash + 1),
+                                 0);
         else
                 ck_assert_int_ge(asprintf(&p, "%s/%s.%s", r->targets, hex, f->path), 0);
         return p;
@@ -168,17 +169,17 @@ static _unused_ void repo_serve_target_bytes(const Repo *r, const TufTargetFile 
         }
 }
 
-static _unused_ const TufTargetFile *repo_add_target(Repo *r, size_t role, const char *path, const void *data,
-                                                     size_t size) {
+static _unused_ const TufTargetFile *repo_add_target(Repo *r, size_t role, const char *path,
+                                                     const void *data, size_t size) {
         RepoRole *ro = &r->roles[role];
         TufTargetFile *f;
 
         ck_assert_uint_lt(ro->n_files, REPO_MAX_FILES);
         f = &ro->files[ro->n_files++];
-        *f = (TufTargetFile) { .path = strdup(path), .length = size };
+        *f = (TufTargetFile){.path = strdup(path), .length = size};
         ck_assert_ptr_nonnull(f->path);
         ck_assert_int_eq(tuf_hashes_compute(data, size, &f->hashes), 0);
-        f->hashes.has_sha512 = false;  /* one hash, as most repositories list */
+        f->hashes.has_sha512 = false; /* one hash, as most repositories list */
         repo_serve_target_bytes(r, f, data, size);
         return f;
 }
@@ -196,14 +197,14 @@ static _unused_ void repo_write_signed(const Repo *r, const char *name, const ch
 /* Write root (version root_version) as N.root.json and root.json, signed
  * by the current root key and the extra keys given (an old root key). */
 static _unused_ void repo_write_root(Repo *r, TufPrivateKey *const *extra, size_t n_extra) {
-        TufPrivateKey *signers[4] = { r->root.priv };
-        TufKey keys[5] = { r->root.pub, r->timestamp.pub, r->snapshot.pub, r->roles[0].key.pub,
-                           r->timestamp_also.pub };
+        TufPrivateKey *signers[4] = {r->root.priv};
+        TufKey keys[5] = {r->root.pub, r->timestamp.pub, r->snapshot.pub, r->roles[0].key.pub,
+                          r->timestamp_also.pub};
         char *ids[4][3] = {
-                { r->root.pub.keyid, NULL },
-                { r->timestamp.pub.keyid, r->timestamp_also.pub.keyid, NULL },
-                { r->snapshot.pub.keyid, NULL },
-                { r->roles[0].key.pub.keyid, NULL },
+                {r->root.pub.keyid, NULL},
+                {r->timestamp.pub.keyid, r->timestamp_also.pub.keyid, NULL},
+                {r->snapshot.pub.keyid, NULL},
+                {r->roles[0].key.pub.keyid, NULL},
         };
         TufRoot root = {
                 .version = r->root_version,
@@ -219,7 +220,7 @@ static _unused_ void repo_write_root(Repo *r, TufPrivateKey *const *extra, size_
         for (size_t i = 0; i < n_extra; i++)
                 signers[1 + i] = extra[i];
         for (TufRoleType t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
-                root.roles[t] = (TufRoleKeys) { .keyids = ids[t], .threshold = 1 };
+                root.roles[t] = (TufRoleKeys){.keyids = ids[t], .threshold = 1};
 
         ck_assert_int_eq(tuf_root_to_json(&root, &json, &size), 0);
         name = tuf_role_filename("root", r->root_version);
@@ -255,9 +256,9 @@ static _unused_ void repo_write_role(Repo *r, size_t i) {
                 ids[d][1] = NULL;
                 paths[d][0] = ro->delegations[d].pattern;
                 paths[d][1] = NULL;
-                dr[d] = (TufDelegatedRole) {
+                dr[d] = (TufDelegatedRole){
                         .name = child->name,
-                        .keys = { .keyids = ids[d], .threshold = 1 },
+                        .keys = {.keyids = ids[d], .threshold = 1},
                         .terminating = ro->delegations[d].terminating,
                         .paths = paths[d],
                 };
@@ -284,7 +285,7 @@ static _unused_ void repo_meta_file(const Repo *r, const char *file, const char 
         _cleanup_free_ char *p = path_join(r->metadata, file), *data = NULL;
         size_t size;
 
-        *ret = (TufMetaFile) { .version = version };
+        *ret = (TufMetaFile){.version = version};
         ck_assert_int_ge(asprintf(&ret->name, "%s.json", role), 0);
         if (!r->meta_hashes)
                 return;
