@@ -150,3 +150,94 @@ typedef struct ApplyResult {
  * capped. Errors name the action through ret->failed_action.
  */
 int apply_manifest(NtfsVolume *v, const PatchManifest *m, const ApplyOptions *o, ApplyResult *ret);
+
+/* ---- additions by the "apply" helper (updater/apply.c) ------------------ */
+
+/*
+ * apply_manifest(), and on failure *ret_error (may be NULL; freed by the
+ * caller) gets one sentence naming the cause inside the failing action:
+ * "payload 'p/a.tar': archive entry '../x': '.' and '..' are not allowed".
+ * The caller names the disk and the action (apply_action_describe()).
+ * Errors: -EPROTO a refused archive entry (name, type, duplicate) or a
+ * damaged archive, -EFBIG over the unpacked-size or entry caps, -EBADMSG a
+ * payload whose length is not the signed one, -EOPNOTSUPP os-image or an
+ * encrypted entry, -ENOENT a payload or hive file missing, others from hv/.
+ *
+ * Caps of an extract (manifests/FORMATS.md, "Archives"): at most 100000
+ * entries; the decompressed bytes of all entries together at most the
+ * action's max-size, or else 32 times the payload's signed length and
+ * never more than 16 GiB.
+ */
+int apply_manifest_full(NtfsVolume *v, const PatchManifest *m, const ApplyOptions *o, ApplyResult *ret,
+                        char **ret_error);
+
+/* "registry-set SYSTEM\ControlSet001\Services\foo\Start", "extract p/a.tar
+ * to Windows": an action in a few words, for messages. NULL on OOM. */
+char *apply_action_describe(const PatchAction *a);
+
+/*
+ * stage-package: the payload is copied to STAGED_DIR/<manifest id>/<its
+ * file name> and its command queued to run once at the next boot:
+ *
+ *   FIRSTBOOT_DIR/queue/NNNNNN-<manifest id>-<action>.cmd
+ *       a batch file: cd to the staged directory, the command line, exit
+ *       with its errorlevel. NNNNNN is one more than any number in queue/,
+ *       running/ and results/, so commands run in the order they were
+ *       applied and results are never overwritten; <action> is 1-based.
+ *   FIRSTBOOT_DIR/run.cmd
+ *       the runner (rewritten by every stage-package; the same text).
+ *   HKLM\SYSTEM\CurrentControlSet\Services\oobfirstboot
+ *       Type 0x10 (own process), Start 2 (automatic), ErrorControl 1,
+ *       ObjectName LocalSystem, ImagePath FIRSTBOOT_IMAGE_PATH.
+ *
+ * At every boot the service control manager starts cmd.exe with run.cmd,
+ * which, in name order, moves each queue entry to running/, runs it with
+ * its output in results/NAME.log, writes results/NAME.result ("exit=N",
+ * "start=...", "end=..." lines; the times as cmd.exe's %DATE% %TIME% in
+ * the system's locale) and deletes the running/ entry. An entry found in
+ * running/ at the start was interrupted (the machine went down while it
+ * ran): it is recorded as "exit=interrupted" and not run again. A command
+ * runs at most once.
+ *
+ * Limits, honestly: cmd.exe is not a service program; it never reports to
+ * the service control manager, which waits ServicesPipeTimeout (30 s by
+ * default), logs event 7000/7009 in the System log and ends the process.
+ * Everything queued must finish within those 30 s, or the runner is killed
+ * and the command in progress is recorded as interrupted at the next boot
+ * (its .log keeps what it printed). A longer installer should be detached
+ * by its command line (start "" /b msiexec ...), giving up its exit code.
+ * The service runs at every boot (with an empty queue it ends at once) and
+ * is left registered: later patches reuse it.
+ *
+ * A later window reads the outcome offline with
+ * apply_read_firstboot_results().
+ */
+#define STAGED_DIR "ProgramData/oob/staged"
+#define FIRSTBOOT_DIR "ProgramData/oob/firstboot"
+#define FIRSTBOOT_SERVICE "oobfirstboot"
+#define FIRSTBOOT_IMAGE_PATH \
+        "%SystemRoot%\\System32\\cmd.exe /d /c \"%SystemDrive%\\ProgramData\\oob\\firstboot\\run.cmd\""
+
+typedef enum FirstBootState {
+        FIRSTBOOT_PENDING,             /* queued, not run yet (no boot since) */
+        FIRSTBOOT_INTERRUPTED,         /* started, never finished */
+        FIRSTBOOT_EXITED,              /* ran; exit_code is its errorlevel */
+        _FIRSTBOOT_STATE_MAX,
+        _FIRSTBOOT_STATE_INVALID = -EINVAL,
+} FirstBootState;
+const char *firstboot_state_to_string(FirstBootState s);   /* "pending", "interrupted", "exited" */
+FirstBootState firstboot_state_from_string(const char *s);
+
+typedef struct FirstBootResult {
+        char *name;                    /* "000003-<manifest id>-<action>" */
+        char *manifest;                /* manifest id */
+        unsigned action;               /* 1-based action number in that manifest */
+        FirstBootState state;
+        int exit_code;                 /* FIRSTBOOT_EXITED only */
+        char *started, *ended;         /* as the runner wrote them, or NULL */
+} FirstBootResult;
+
+/* Every first-boot command of the volume, pending or done, sorted by name
+ * (the order they were queued). Read-only volumes are fine. */
+int apply_read_firstboot_results(NtfsVolume *v, FirstBootResult **ret, size_t *ret_n);
+void firstboot_results_free(FirstBootResult *r, size_t n);
