@@ -644,21 +644,44 @@ TufHasher *tuf_hasher_free(TufHasher *h) {
         return NULL;
 }
 
-int tuf_hasher_new(TufHasher **ret) {
+/* Only the algorithms that will be compared are computed: a download signed
+ * with sha256 alone is not slowed down by an sha512 nobody checks. */
+static int hasher_ctx_new(const EVP_MD *md, EVP_MD_CTX **ret) {
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+        if (!ctx)
+                return openssl_error(-ENOMEM);
+        if (EVP_DigestInit_ex(ctx, md, NULL) != 1) {
+                EVP_MD_CTX_free(ctx);
+                return openssl_error(-ENOMEM);
+        }
+        *ret = ctx;
+        return 0;
+}
+
+int tuf_hasher_new(const TufHashes *expected, TufHasher **ret) {
         _cleanup_(tuf_hasher_freep) TufHasher *h = NULL;
+        bool want256 = !expected || expected->has_sha256, want512 = !expected || expected->has_sha512;
+        int r;
 
         assert_return(ret, -EINVAL);
+        /* Nothing understood to compare against: fail closed, as verify would. */
+        if (!want256 && !want512)
+                return -EOPNOTSUPP;
 
         h = calloc(1, sizeof(*h));
         if (!h)
                 return -ENOMEM;
-        h->sha256 = EVP_MD_CTX_new();
-        h->sha512 = EVP_MD_CTX_new();
-        if (!h->sha256 || !h->sha512)
-                return openssl_error(-ENOMEM);
-        if (EVP_DigestInit_ex(h->sha256, EVP_sha256(), NULL) != 1 ||
-            EVP_DigestInit_ex(h->sha512, EVP_sha512(), NULL) != 1)
-                return openssl_error(-ENOMEM);
+        if (want256) {
+                r = hasher_ctx_new(EVP_sha256(), &h->sha256);
+                if (r < 0)
+                        return r;
+        }
+        if (want512) {
+                r = hasher_ctx_new(EVP_sha512(), &h->sha512);
+                if (r < 0)
+                        return r;
+        }
 
         *ret = TAKE_PTR(h);
         return 0;
@@ -673,7 +696,8 @@ int tuf_hasher_update(TufHasher *h, const void *data, size_t size) {
                 return 0;
         if ((uint64_t) size > UINT64_MAX - h->length)
                 return -EFBIG;
-        if (EVP_DigestUpdate(h->sha256, data, size) != 1 || EVP_DigestUpdate(h->sha512, data, size) != 1)
+        if ((h->sha256 && EVP_DigestUpdate(h->sha256, data, size) != 1) ||
+            (h->sha512 && EVP_DigestUpdate(h->sha512, data, size) != 1))
                 return openssl_error(-ENOMEM);
         h->length += size;
         return 0;
@@ -702,16 +726,20 @@ static int hashes_match(const TufHashes *expected, const TufHashes *actual) {
 }
 
 int tuf_hasher_verify(TufHasher *h, uint64_t expected_length, const TufHashes *expected) {
-        TufHashes actual = {.has_sha256 = true, .has_sha512 = true};
-        unsigned n256 = 0, n512 = 0;
+        TufHashes actual = {};
+        unsigned n256 = sizeof(actual.sha256), n512 = sizeof(actual.sha512);
 
         assert_return(h, -EINVAL);
         assert_return(expected, -EINVAL);
         assert_return(!h->finished, -EINVAL);
+        /* The hasher must have computed every algorithm it is asked to compare. */
+        assert_return((!expected->has_sha256 || h->sha256) && (!expected->has_sha512 || h->sha512), -EINVAL);
 
         h->finished = true;
-        if (EVP_DigestFinal_ex(h->sha256, actual.sha256, &n256) != 1 ||
-            EVP_DigestFinal_ex(h->sha512, actual.sha512, &n512) != 1)
+        actual.has_sha256 = h->sha256;
+        actual.has_sha512 = h->sha512;
+        if ((h->sha256 && EVP_DigestFinal_ex(h->sha256, actual.sha256, &n256) != 1) ||
+            (h->sha512 && EVP_DigestFinal_ex(h->sha512, actual.sha512, &n512) != 1))
                 return openssl_error(-ENOMEM);
         assert(n256 == sizeof(actual.sha256) && n512 == sizeof(actual.sha512));
 

@@ -231,7 +231,9 @@ bool tuf_trusted_set_rotated(const TufTrustedSet *s, TufRoleType role);
 /* Streamed hashing of a download against signed hashes and length. */
 typedef struct TufHasher TufHasher;
 
-int tuf_hasher_new(TufHasher **ret);
+/* Computes the algorithms present in expected (both when NULL); verify may
+ * then be called with those expectations. -EOPNOTSUPP when expected has none. */
+int tuf_hasher_new(const TufHashes *expected, TufHasher **ret);
 TufHasher *tuf_hasher_free(TufHasher *h);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TufHasher *, tuf_hasher_free);
 int tuf_hasher_update(TufHasher *h, const void *data, size_t size);

@@ -643,7 +643,7 @@ static int target_file_verify_at(int dir_fd, const char *name, const TufTargetFi
         if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size != t->length)
                 return -EBADMSG;
 
-        r = tuf_hasher_new(&h);
+        r = tuf_hasher_new(&t->hashes, &h);
         if (r < 0)
                 return r;
         buf = malloc(TUF_CLIENT_COPY_BUFFER);
@@ -751,7 +751,7 @@ static int client_download_target_at(TufClient *c, const TufTargetFile *t, int d
         r = target_url(c, t, &url);
         if (r < 0)
                 return r;
-        r = tuf_hasher_new(&h);
+        r = tuf_hasher_new(&t->hashes, &h);
         if (r < 0)
                 return r;
         fd = target_tmpfile_open(dir_fd, name, &tmpname);
@@ -853,7 +853,7 @@ int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, si
         if (r < 0)
                 return client_fail(c, r, "download from %s", url);
 
-        r = tuf_hasher_new(&h);
+        r = tuf_hasher_new(&t->hashes, &h);
         if (r < 0)
                 return r;
         r = tuf_hasher_update(h, data, size);

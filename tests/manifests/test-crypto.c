@@ -714,7 +714,7 @@ START_TEST(test_hasher) {
         only512.has_sha256 = false;
 
         /* In pieces (including empty ones) equals one shot. */
-        ck_assert_int_eq(tuf_hasher_new(&h), 0);
+        ck_assert_int_eq(tuf_hasher_new(NULL, &h), 0);
         ck_assert_int_eq(tuf_hasher_update(h, data, 1), 0);
         ck_assert_int_eq(tuf_hasher_update(h, data + 1, 0), 0);
         ck_assert_int_eq(tuf_hasher_update(h, data + 1, 7), 0);
@@ -728,7 +728,7 @@ START_TEST(test_hasher) {
 
 #define CHECK(len, exp, result)                                             \
         do {                                                                \
-                ck_assert_int_eq(tuf_hasher_new(&h), 0);                    \
+                ck_assert_int_eq(tuf_hasher_new(NULL, &h), 0);                    \
                 ck_assert_int_eq(tuf_hasher_update(h, data, (len)), 0);     \
                 ck_assert_int_eq(tuf_hasher_verify(h, n, (exp)), (result)); \
                 h = tuf_hasher_free(h);                                     \
@@ -747,6 +747,32 @@ START_TEST(test_hasher) {
         expected.has_sha256 = expected.has_sha512 = false;
         CHECK(n, &expected, -EOPNOTSUPP);
 #undef CHECK
+}
+END_TEST
+
+/* A hasher computes only what its expectations name, and refuses to compare
+ * an algorithm it did not compute. */
+START_TEST(test_hasher_selected_algorithms) {
+        static const char data[] = "payload bytes";
+        TufHashes all, only256, none = {};
+        _cleanup_(tuf_hasher_freep) TufHasher *h = NULL, *h2 = NULL, *h3 = NULL;
+
+        ck_assert_int_eq(tuf_hashes_compute(data, strlen(data), &all), 0);
+        only256 = all;
+        only256.has_sha512 = false;
+
+        ck_assert_int_eq(tuf_hasher_new(&only256, &h), 0);
+        ck_assert_int_eq(tuf_hasher_update(h, data, strlen(data)), 0);
+        ck_assert_int_eq(tuf_hasher_verify(h, strlen(data), &only256), 0);
+
+        /* asking it to compare sha512 it never computed is a caller bug */
+        ck_assert_int_eq(tuf_hasher_new(&only256, &h2), 0);
+        ck_assert_int_eq(tuf_hasher_update(h2, data, strlen(data)), 0);
+        ck_assert_int_eq(tuf_hasher_verify(h2, strlen(data), &all), -EINVAL);
+
+        /* no understood algorithm: fail closed */
+        ck_assert_int_eq(tuf_hasher_new(&none, &h3), -EOPNOTSUPP);
+        ck_assert_ptr_null(h3);
 }
 END_TEST
 
@@ -949,6 +975,7 @@ int main(void) {
         tcase_add_test(tc, test_hashes_compute_golden);
         tcase_add_test(tc, test_hashes_verify);
         tcase_add_test(tc, test_hasher);
+        tcase_add_test(tc, test_hasher_selected_algorithms);
         tcase_add_test(tc, test_hashes_json);
         tcase_add_test(tc, test_metadata_sign);
         tcase_add_test(tc, test_metadata_sign_golden);
