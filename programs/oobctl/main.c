@@ -18,6 +18,8 @@ typedef struct Verb {
 static const Verb verbs[] = {
         { "tuf", verb_tuf, "TUF client: install a root, refresh metadata, download targets" },
         { "snapshot", verb_snapshot, "system disk snapshots: list, create, revert, pin, delete, retain" },
+        { "image", verb_image, "inspect a desktop disk: chain, partitions, Windows volume and version" },
+        { "apply", verb_apply, "apply a patch manifest offline to a system disk (admin use)" },
 };
 
 static void usage(FILE *f) {

@@ -19,3 +19,12 @@ const char *oobctl_error_cause(int error);
 
 int verb_tuf(int argc, char *argv[]);
 int verb_snapshot(int argc, char *argv[]);
+int verb_image(int argc, char *argv[]);
+int verb_apply(int argc, char *argv[]);
+
+/* (image.c) The Windows volume of d, as disk_find_windows(); on -ENOENT
+ * *ret_bitlocker says whether a BitLocker partition (then in *ret) is the
+ * likely reason. */
+typedef struct OfflineDisk OfflineDisk;
+typedef struct Partition Partition;
+int image_find_windows(OfflineDisk *d, Partition *ret, bool *ret_bitlocker);
