@@ -167,9 +167,11 @@ static int apply_on_stage(const ApplyArgs *a, const PatchManifest *m, const char
                 return fail(a, r, NULL, "read the Windows version (SOFTWARE hive)");
         if ((m->os_build_min > 0 && info.build < m->os_build_min) ||
             (m->os_build_max > 0 && info.build > m->os_build_max)) {
+                uint64_t build = info.build;
+
                 windows_info_done(&info);
                 return fail(a, -EINVAL, "the manifest's applies-to os-build does not include this build",
-                            "check Windows build %" PRIu64, info.build);
+                            "check Windows build %" PRIu64, build);
         }
 
         r = apply_manifest_full(v, m, &(ApplyOptions) { .payload_dir = a->payloads }, &res, &error);
