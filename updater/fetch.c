@@ -19,7 +19,6 @@
 
 #include "updater.h"
 
-#define FETCH_BUFFER_SIZE (512L * 1024L)
 #define FETCH_MAX_REDIRECTS 5L
 #define FETCH_DEFAULT_LOW_SPEED_BYTES 1024U
 #define FETCH_DEFAULT_LOW_SPEED_SEC 30U
@@ -298,9 +297,6 @@ static int fetch_setup(Fetcher *f, CURL *c, const char *url, const char *scheme,
                 SET(CURLOPT_MAX_RECV_SPEED_LARGE,
                     (curl_off_t) MIN(o->max_bytes_per_sec, (uint64_t) INT64_MAX));
 
-        /* Big receive buffer: a 1 GiB target arrives in 512 KiB pieces rather
-         * than 16 KiB ones, so hashing and writing run in long strides. */
-        SET(CURLOPT_BUFFERSIZE, FETCH_BUFFER_SIZE);
         SET(CURLOPT_WRITEFUNCTION, write_cb);
         SET(CURLOPT_WRITEDATA, s);
         SET(CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
