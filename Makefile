@@ -18,7 +18,7 @@ FUZZ_SECONDS ?= 30
 VERSION   := 0.1.0
 
 # ---- libraries --------------------------------------------------------------
-PKGS := libcurl openssl jansson yaml-0.1 libsystemd libarchive libnbd libntfs-3g hivex
+PKGS := libcurl openssl jansson yaml-0.1 libsystemd libarchive libnbd libntfs-3g hivex libvirt libvirt-qemu
 TEST_PKGS := check
 
 define need_pkg

@@ -249,3 +249,110 @@ void windows_info_done(WindowsInfo *w);
  * hive extracted for inspection, tests): copied to a private temp file too;
  * registry_hive_commit() replaces path atomically (temp file + rename). */
 int registry_hive_open_file(const char *path, bool writable, RegistryHive **ret);
+
+/* ---- the desktop domain (libvirt; domain.c, event.c) --------------------- */
+
+/*
+ * The desktop VM through libvirt (KVM/QEMU here, Xen through the same API
+ * elsewhere). Only domain.c and event.c include libvirt headers; events are
+ * delivered on the caller's sd-event loop (libvirt's event implementation is
+ * registered backed by sd-event: no second thread).
+ */
+
+#include <systemd/sd-event.h>
+
+typedef struct Desktop Desktop;
+
+typedef struct DesktopOptions {
+        const char *uri;               /* libvirt connection URI; default "qemu:///system" */
+        const char *name;              /* domain name; default "oob-desktop" */
+} DesktopOptions;
+
+typedef enum DesktopState {
+        DESKTOP_OFF,
+        DESKTOP_RUNNING,
+        DESKTOP_PAUSED,
+        DESKTOP_CRASHED,               /* stopped after a panic, kept for evidence */
+        DESKTOP_SHUTTING_DOWN,
+        _DESKTOP_STATE_MAX,
+        _DESKTOP_STATE_INVALID = -EINVAL,
+} DesktopState;
+const char *desktop_state_to_string(DesktopState s);   /* "off", "running", ... */
+DesktopState desktop_state_from_string(const char *s);
+
+typedef enum DesktopEventType {
+        DESKTOP_EVENT_STARTED,
+        DESKTOP_EVENT_STOPPED,         /* shut down, destroyed or powered off */
+        DESKTOP_EVENT_CRASHED,         /* guest panic (pvpanic, Hyper-V crash MSRs) */
+        DESKTOP_EVENT_WATCHDOG,        /* the watchdog fired: a hang */
+        DESKTOP_EVENT_REBOOTED,
+        DESKTOP_EVENT_AGENT_CONNECTED,
+        DESKTOP_EVENT_AGENT_DISCONNECTED,
+        _DESKTOP_EVENT_TYPE_MAX,
+        _DESKTOP_EVENT_TYPE_INVALID = -EINVAL,
+} DesktopEventType;
+const char *desktop_event_type_to_string(DesktopEventType t);   /* "started", "crashed", ... */
+DesktopEventType desktop_event_type_from_string(const char *s);
+
+typedef struct CrashInfo {
+        bool hyperv;                   /* the Hyper-V crash parameters are known */
+        uint64_t stop_code;            /* BugCheck code, e.g. 0x7E */
+        uint64_t params[4];            /* its four arguments */
+        char *reason;                  /* what libvirt/QEMU said, e.g. "pvpanic" */
+} CrashInfo;
+
+typedef struct DesktopEvent {
+        DesktopEventType type;
+        uint64_t usec;                 /* CLOCK_REALTIME when it was received */
+        CrashInfo crash;               /* DESKTOP_EVENT_CRASHED only */
+} DesktopEvent;
+
+typedef void (*DesktopEventHandler)(Desktop *d, const DesktopEvent *e, void *userdata);
+
+/* Register libvirt's event implementation on this sd-event loop. Once per
+ * process, before the first desktop_open(). */
+int desktop_event_loop_setup(sd_event *e);
+
+/* Connect to libvirt and look up the domain (-ENOENT if not defined). The
+ * handler is called from the event loop for every event of this domain. */
+int desktop_open(const DesktopOptions *o, DesktopEventHandler handler, void *userdata, Desktop **ret);
+Desktop *desktop_close(Desktop *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Desktop *, desktop_close);
+
+/* Define (or redefine) the desktop domain from the template shipped in
+ * hv/desktop.xml. Tests and the demo boot the stand-in with a kernel and
+ * initrd; a real Windows desktop boots its disk with UEFI. */
+typedef struct DesktopDefinition {
+        const char *name;
+        const char *system_disk;       /* qcow2 active overlay */
+        const char *data_disk;         /* user-data disk (qcow2), never snapshotted */
+        unsigned memory_mib;
+        unsigned vcpus;
+        const char *kernel, *initrd, *cmdline;   /* direct kernel boot (stand-in) or NULL */
+        bool kvm;                      /* domain type kvm, else qemu (TCG) */
+} DesktopDefinition;
+int desktop_define(const char *uri, const DesktopDefinition *def);
+int desktop_undefine(const char *uri, const char *name);
+
+int desktop_state(Desktop *d, DesktopState *ret);
+int desktop_start(Desktop *d);
+/* Force off now (virDomainDestroy). */
+int desktop_destroy(Desktop *d);
+
+/* Graceful shutdown, step by step on the event loop: ask the guest agent,
+ * then ACPI, then destroy, each step given its timeout. done() is called
+ * once with 0 when the desktop is off, or a negative errno. */
+typedef void (*DesktopDoneCallback)(Desktop *d, int error, void *userdata);
+int desktop_shutdown(Desktop *d, sd_event *e, unsigned agent_timeout_sec, unsigned acpi_timeout_sec,
+                     DesktopDoneCallback done, void *userdata);
+
+/* guest-ping through the QEMU guest agent; -ETIMEDOUT, -ENOTCONN. */
+int desktop_agent_ping(Desktop *d, unsigned timeout_sec);
+/* Point the system disk at another overlay (domain must be off; -EBUSY). */
+int desktop_set_system_disk(Desktop *d, const char *path);
+/* The system and data disk paths as currently defined. */
+int desktop_disks(Desktop *d, char **ret_system, char **ret_data);
+/* Is the domain using this disk image now? (the answer the disk layer needs) */
+int desktop_is_running(Desktop *d, bool *ret);
+const char *desktop_name(const Desktop *d);
+void crash_info_done(CrashInfo *c);

@@ -110,3 +110,82 @@ int catalog_retain(Catalog *c, unsigned keep_last, bool running, unsigned *ret_d
 int catalog_stage(Catalog *c, const char *id, char **ret_path);
 int catalog_promote(Catalog *c);
 int catalog_discard_stage(Catalog *c);
+
+/* ---- the guard (guard.c) and the crash history (history.c) --------------- */
+
+#include <systemd/sd-event.h>
+
+#include "hv.h"
+
+typedef enum TrialResult {
+        TRIAL_PENDING,
+        TRIAL_PASSED,
+        TRIAL_FAILED,
+        _TRIAL_RESULT_MAX,
+        _TRIAL_RESULT_INVALID = -EINVAL,
+} TrialResult;
+const char *trial_result_to_string(TrialResult r);
+TrialResult trial_result_from_string(const char *s);
+
+typedef enum TrialFailure {
+        TRIAL_FAILURE_NONE,
+        TRIAL_FAILURE_CRASH,           /* panic (blue screen), with the STOP code when known */
+        TRIAL_FAILURE_HANG,            /* the watchdog fired, or the agent stopped answering */
+        TRIAL_FAILURE_BOOT_TIMEOUT,    /* the agent never answered within the boot timeout */
+        TRIAL_FAILURE_STOPPED,         /* the desktop went off during the trial */
+        _TRIAL_FAILURE_MAX,
+        _TRIAL_FAILURE_INVALID = -EINVAL,
+} TrialFailure;
+const char *trial_failure_to_string(TrialFailure f);    /* "crash", "hang", "boot-timeout", ... */
+TrialFailure trial_failure_from_string(const char *s);
+
+typedef struct TrialVerdict {
+        TrialResult result;
+        TrialFailure failure;
+        CrashInfo crash;               /* for TRIAL_FAILURE_CRASH */
+        uint64_t boot_usec;            /* start to first agent answer */
+} TrialVerdict;
+
+/* A trial boot: started desktop, agent must answer within boot_timeout_sec,
+ * then no panic/watchdog/agent loss for stability_sec. The caller feeds it
+ * the desktop's events; it uses timers on the loop and pings the agent.
+ * done() is called once with the verdict. */
+typedef struct Trial Trial;
+typedef void (*TrialDoneCallback)(Trial *t, const TrialVerdict *v, void *userdata);
+int trial_start(sd_event *e, Desktop *d, unsigned boot_timeout_sec, unsigned stability_sec,
+                TrialDoneCallback done, void *userdata, Trial **ret);
+void trial_feed(Trial *t, const DesktopEvent *ev);
+Trial *trial_free(Trial *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Trial *, trial_free);
+
+/* The crash history of the desktop, persisted (history.json in the state dir). */
+typedef struct CrashRecord {
+        int64_t usec;
+        DesktopEventType type;         /* crashed or watchdog */
+        CrashInfo crash;
+        char *snapshot;                /* the snapshot the active disk built on */
+        char *action;                  /* what the guard did: "none", "reverted to 3", "alert" */
+} CrashRecord;
+
+/* Outside trials: after max_crashes crashes within window_sec, revert the
+ * system disk to the last known-good snapshot and start the desktop again;
+ * if that state crash-loops as well, stop, keep the evidence and raise a
+ * helpdesk alert (persisted) instead of looping. The user-data disk is never
+ * reverted. */
+typedef struct GuardOptions {
+        const char *state_dir;         /* history.json, alert.json */
+        const char *catalog_dir;       /* the system disk's snapshot catalog */
+        unsigned max_crashes;          /* default 3 */
+        unsigned window_sec;           /* default 600 */
+} GuardOptions;
+
+typedef struct Guard Guard;
+int guard_new(sd_event *e, Desktop *d, const GuardOptions *o, Guard **ret);
+void guard_feed(Guard *g, const DesktopEvent *ev);
+Guard *guard_free(Guard *g);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Guard *, guard_free);
+
+int crash_history_load(const char *state_dir, CrashRecord **ret, size_t *ret_n);
+void crash_history_free(CrashRecord *r, size_t n);
+/* The alert raised by the guard, or -ENOENT. */
+int guard_alert_read(const char *state_dir, char **ret_text);
