@@ -61,7 +61,7 @@ int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_si
         return read_full_fd(fd, max_size, ret, ret_size);
 }
 
-static int write_all(int fd, const void *data, size_t size) {
+int loop_write(int fd, const void *data, size_t size) {
         const uint8_t *p = data;
 
         while (size > 0) {
@@ -100,7 +100,7 @@ int write_file_atomic_at(int dir_fd, const char *name, const void *data, size_t 
                 if (errno != EEXIST || attempt >= 16)
                         return -errno;
         }
-        r = write_all(fd, data, size);
+        r = loop_write(fd, data, size);
         if (r >= 0 && fchmod(fd, mode) < 0)
                 r = -errno;
         if (r >= 0 && fsync(fd) < 0)

@@ -116,6 +116,8 @@ int strv_extend(char ***l, const char *s);
 char *hexmem(const void *p, size_t n);
 /* Decode hex (either case); -EINVAL on odd length or a non-hex digit. */
 int unhexmem(const char *s, size_t len, void **ret, size_t *ret_size);
+/* Decode exactly 2*size hex digits into buf (no allocation); -EINVAL otherwise. */
+int unhexmem_to(const char *s, size_t len, void *buf, size_t size);
 
 /* Parse a decimal uint64 with no sign, spaces or trailing junk. */
 int safe_atou64(const char *s, uint64_t *ret);
@@ -190,6 +192,8 @@ int log_internal(int level, int error, const char *file, int line, const char *f
  */
 int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size);
 int read_full_fd(int fd, size_t max_size, char **ret, size_t *ret_size);
+/* Write all of data, retrying short writes and EINTR. */
+int loop_write(int fd, const void *data, size_t size);
 
 /*
  * Replace path atomically: write a temp file in the same directory, fsync it,

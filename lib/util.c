@@ -81,20 +81,32 @@ static int unhexchar(char c) {
         return -EINVAL;
 }
 
+int unhexmem_to(const char *s, size_t len, void *buf, size_t size) {
+        uint8_t *b = buf;
+
+        if (len != 2 * size)
+                return -EINVAL;
+        for (size_t i = 0; i < size; i++) {
+                int hi = unhexchar(s[2 * i]), lo = unhexchar(s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                b[i] = (uint8_t) (hi << 4 | lo);
+        }
+        return 0;
+}
+
 int unhexmem(const char *s, size_t len, void **ret, size_t *ret_size) {
         _cleanup_free_ uint8_t *buf = NULL;
+        int r;
 
         if (len % 2 != 0)
                 return -EINVAL;
         buf = malloc(len / 2 + 1);
         if (!buf)
                 return -ENOMEM;
-        for (size_t i = 0; i < len; i += 2) {
-                int hi = unhexchar(s[i]), lo = unhexchar(s[i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EINVAL;
-                buf[i / 2] = (uint8_t) (hi << 4 | lo);
-        }
+        r = unhexmem_to(s, len, buf, len / 2);
+        if (r < 0)
+                return r;
         *ret_size = len / 2;
         *ret = TAKE_PTR(buf);
         return 0;

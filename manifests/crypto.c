@@ -803,29 +803,13 @@ char *tuf_hashes_first_hex(const TufHashes *h) {
         return NULL;
 }
 
-static int unhex_digit(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* A digest of exactly size bytes in hex (either case), decoded in place:
  * a targets document lists one or two per target, tens of thousands. */
 static int hash_from_json(const json_t *v, uint8_t *ret, size_t size) {
         const char *hex = json_plain_string(v, 2 * size);
 
-        if (!hex || json_string_length(v) != 2 * size)
+        if (!hex || unhexmem_to(hex, json_string_length(v), ret, size) < 0)
                 return -EPROTO;
-        for (size_t i = 0; i < size; i++) {
-                int hi = unhex_digit(hex[2 * i]), lo = unhex_digit(hex[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EPROTO;
-                ret[i] = (uint8_t) (hi << 4 | lo);
-        }
         return 0;
 }
 

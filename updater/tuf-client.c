@@ -726,22 +726,8 @@ typedef struct TargetSink {
         size_t used;
 } TargetSink;
 
-static int write_all(int fd, const uint8_t *p, size_t size) {
-        while (size > 0) {
-                ssize_t n = write(fd, p, size);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += n;
-                size -= (size_t) n;
-        }
-        return 0;
-}
-
 static int target_sink_flush(TargetSink *s) {
-        int r = write_all(s->fd, s->buf, s->used);
+        int r = loop_write(s->fd, s->buf, s->used);
 
         s->used = 0;
         return r;
@@ -760,7 +746,7 @@ static int target_sink(const void *data, size_t size, void *userdata) {
                         return r;
         }
         if (size >= TARGET_SINK_BUFFER)
-                return write_all(s->fd, data, size);
+                return loop_write(s->fd, data, size);
         memcpy(s->buf + s->used, data, size);
         s->used += size;
         return 0;

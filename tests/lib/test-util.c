@@ -35,6 +35,17 @@ START_TEST(test_hex) {
 }
 END_TEST
 
+START_TEST(test_unhex_to) {
+        uint8_t buf[2];
+
+        ck_assert_int_eq(unhexmem_to("beEF", 4, buf, 2), 0);
+        ck_assert_mem_eq(buf, "\xbe\xef", 2);
+        ck_assert_int_eq(unhexmem_to("beef00", 6, buf, 2), -EINVAL);  /* length must match exactly */
+        ck_assert_int_eq(unhexmem_to("be", 2, buf, 2), -EINVAL);
+        ck_assert_int_eq(unhexmem_to("bexx", 4, buf, 2), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_atou64) {
         uint64_t v;
 
@@ -92,6 +103,7 @@ int main(void) {
 
         tcase_add_test(tc, test_string_table);
         tcase_add_test(tc, test_hex);
+        tcase_add_test(tc, test_unhex_to);
         tcase_add_test(tc, test_atou64);
         tcase_add_test(tc, test_memeq_consttime);
         tcase_add_test(tc, test_strv);
