@@ -241,3 +241,82 @@ typedef struct FirstBootResult {
  * (the order they were queued). Read-only volumes are fine. */
 int apply_read_firstboot_results(NtfsVolume *v, FirstBootResult **ret, size_t *ret_n);
 void firstboot_results_free(FirstBootResult *r, size_t n);
+
+/* ---- asynchronous transfers on the daemon's loop (issue 5) --------------- */
+
+/*
+ * oobd is single-threaded on sd-event: transfers run as libcurl multi
+ * handles driven by the loop (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION mapped
+ * onto sd_event io and time sources). The synchronous calls above remain
+ * for oobctl and tests and are built on the same code (a private loop run
+ * until the one transfer is done), so there is one implementation.
+ */
+
+#include <systemd/sd-event.h>
+
+typedef struct FetchJob FetchJob;
+typedef void (*FetchDone)(FetchJob *j, int error, long http_status, void *userdata);
+
+typedef struct FetchRequest {
+        const char *url;
+        uint64_t max_size;                 /* body cap (GET) as in fetcher_get_stream() */
+        FetchSink sink;                    /* body chunks (GET and POST responses) */
+        /* Resume: ask for bytes from offset on ("Range: bytes=N-"). A server
+         * that answers 200 instead of 206, or a Content-Range that does not
+         * start at N, is reported by *ret_restarted (via done's status 200)
+         * and the sink then sees the body from byte 0: the caller must start
+         * over, never splice. */
+        uint64_t resume_from;
+        /* POST: body and its type; NULL body means GET. */
+        const void *post_body;
+        size_t post_size;
+        const char *content_type;
+        FetchDone done;                    /* called once from the loop */
+        void *userdata;
+} FetchRequest;
+
+/* Drive this fetcher's transfers from loop e (once; before fetcher_start). */
+int fetcher_attach_event(Fetcher *f, sd_event *e);
+int fetcher_start(Fetcher *f, const FetchRequest *r, FetchJob **ret);
+/* Abort; done() is not called afterwards. Returns NULL. */
+FetchJob *fetch_job_cancel(FetchJob *j);
+/* Bytes received so far, and the total when the server announced it (0 if not). */
+void fetch_job_progress(const FetchJob *j, uint64_t *ret_received, uint64_t *ret_total);
+
+typedef void (*TufClientDone)(TufClient *c, int error, void *userdata);
+/* The refresh of tuf_client_refresh(), as a step machine on loop e. */
+int tuf_client_refresh_async(TufClient *c, sd_event *e, TufClientDone done, void *userdata);
+
+/*
+ * Download a target into target_dir on loop e, resuming a partial download
+ * left by an interruption ("NAME.partial" beside it, re-hashed before the
+ * transfer continues). A server that ignores Range is detected and the
+ * download starts over from byte 0. progress (may be NULL) is called as
+ * bytes arrive. The result is verified before it gets its final name.
+ */
+typedef void (*TufProgress)(TufClient *c, uint64_t done_bytes, uint64_t total_bytes, void *userdata);
+int tuf_client_download_target_async(TufClient *c, sd_event *e, const TufTargetFile *t, const char *target_dir,
+                                     TufProgress progress, TufClientDone done, void *userdata);
+
+/* ---- status reports (report.c) --------------------------------------------- */
+
+/*
+ * A persisted outbox of JSON reports, POSTed to the configured endpoint with
+ * retries and exponential backoff (with jitter), one file per report in
+ * outbox_dir written atomically before the first attempt, removed only after
+ * the server answered 2xx. Reports carry an idempotency key (the transaction
+ * id and outcome) so a report delivered twice is recognised by the server.
+ * Survives restarts and offline days: outbox_resume() re-queues every file.
+ */
+typedef struct Outbox Outbox;
+
+int outbox_new(sd_event *e, Fetcher *f, const char *outbox_dir, const char *endpoint_url, Outbox **ret);
+Outbox *outbox_free(Outbox *o);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Outbox *, outbox_free);
+/* Persist a report (JSON object text) under key and start sending it. The
+ * same key queued twice keeps the first. */
+int outbox_queue(Outbox *o, const char *key, const char *json);
+/* Re-queue every report left in outbox_dir (call at start). */
+int outbox_resume(Outbox *o);
+/* Reports still waiting for delivery. */
+size_t outbox_pending(const Outbox *o);
