@@ -263,9 +263,8 @@ typedef struct FetchRequest {
         FetchSink sink;                    /* body chunks (GET and POST responses) */
         /* Resume: ask for bytes from offset on ("Range: bytes=N-"). A server
          * that answers 200 instead of 206, or a Content-Range that does not
-         * start at N, is reported by *ret_restarted (via done's status 200)
-         * and the sink then sees the body from byte 0: the caller must start
-         * over, never splice. */
+         * start at N, is refused: done() gets -ERANGE and nothing of that body
+         * reaches the sink; the caller starts over from 0, never splices. */
         uint64_t resume_from;
         /* POST: body and its type; NULL body means GET. */
         const void *post_body;
