@@ -719,6 +719,34 @@ static const Hostile hostile[] = {
           2, "2M", 0, -EFBIG, "unpacks to more than 2097152 bytes" },
 };
 
+static uint32_t get32(const uint8_t *p) {
+        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+/* Rewrite the uncompressed size of a one-entry zip in its local header,
+ * data descriptor and central directory: a header that lies. */
+static void zip_lie(const char *path, uint32_t size) {
+        _cleanup_free_ char *data = NULL;
+        size_t n;
+        uint8_t *d, *dd = NULL, *cd = NULL;
+
+        ck_assert_int_eq(read_full_file(path, 64 << 20, &data, &n), 0);
+        d = (uint8_t *) data;
+        ck_assert_int_eq(get32(d), 0x04034b50);
+        for (size_t i = 30; i + 4 <= n; i++) {
+                if (get32(d + i) == 0x08074b50)
+                        dd = d + i;
+                if (get32(d + i) == 0x02014b50)
+                        cd = d + i;
+        }
+        ck_assert_ptr_nonnull(dd);
+        ck_assert_ptr_nonnull(cd);
+        ck_assert_uint_eq(get32(cd + 24), get32(dd + 12));
+        for (unsigned k = 0; k < 4; k++)
+                d[22 + k] = dd[12 + k] = cd[24 + k] = (uint8_t) (size >> (8 * k));
+        write_host_file(path, data, n);
+}
+
 START_TEST(test_hostile) {
         const Hostile *h = &hostile[_i];
         const char *target = h->kind == ZIP ? "p/evil.zip" : "p/evil.tar";
@@ -730,6 +758,19 @@ START_TEST(test_hostile) {
         apply_refused(yaml,
                       (Signed[]){ { target, h->signed_length ?: file_size(payload_file(target)) } }, 1, h->error, 0,
                       h->needle);
+}
+END_TEST
+
+/* A bomb whose headers lie (1000 bytes, in the local header, the data
+ * descriptor and the central directory): the bytes actually decompressed
+ * are what counts. */
+START_TEST(test_lying_bomb) {
+        const TestEntry e[] = { { .name = "zeros", .size = 100 * MiB, .zeros = true } };
+
+        make_archive(payload_file("p/liar.zip"), ZIP, e, 1);
+        zip_lie(payload_file("p/liar.zip"), 1000);
+        apply_refused(HEAD "  - extract: {payload: p/liar.zip, dest: Windows, max-size: 2M}\n", NULL, 0, -EFBIG, 0,
+                      "unpacks to more than 2097152 bytes");
 }
 END_TEST
 
@@ -1119,6 +1160,7 @@ static Suite *apply_suite(void) {
         tcase_add_test(tc, test_payload_lookup);
         tcase_add_test(tc, test_payload_length);
         tcase_add_loop_test(tc, test_hostile, 0, ELEMENTSOF(hostile));
+        tcase_add_test(tc, test_lying_bomb);
         tcase_add_test(tc, test_hostile_cab);
         tcase_add_test(tc, test_too_many_entries);
         tcase_add_test(tc, test_later_action_fails);
