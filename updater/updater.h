@@ -207,7 +207,8 @@ char *apply_action_describe(const PatchAction *a);
  * (its .log keeps what it printed). A longer installer should be detached
  * by its command line (start "" /b msiexec ...), giving up its exit code.
  * The service runs at every boot (with an empty queue it ends at once) and
- * is left registered: later patches reuse it.
+ * is left registered: later patches reuse it. The tests check what is
+ * written and how results are read; they do not run run.cmd on Windows.
  *
  * A later window reads the outcome offline with
  * apply_read_firstboot_results().
