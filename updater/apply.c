@@ -49,6 +49,8 @@
 #define ARCHIVE_ENTRIES_MAX 100000U
 /* All entry names together: bounds the memory of the duplicate check. */
 #define ARCHIVE_NAME_BYTES_MAX (16U * 1024U * 1024U)
+/* ...and with their parent directories (the duplicate check keeps them). */
+#define ARCHIVE_NAME_SET_BYTES_MAX (64U * 1024U * 1024U)
 /* Without max-size: at most this many times the payload's signed length... */
 #define ARCHIVE_RATIO_MAX 32U
 /* ...and never more than this. */
@@ -365,6 +367,7 @@ typedef struct NameSet {
                 bool named;            /* a directory that has its own entry */
         } *slots;
         size_t n, capacity;
+        size_t bytes;                  /* of all keys: names and their parents */
 } NameSet;
 
 static void name_set_done(NameSet *s) {
@@ -391,7 +394,7 @@ static size_t name_set_slot(const NameSet *s, const char *key) {
 }
 
 static int name_set_grow(NameSet *s) {
-        NameSet bigger = { .capacity = s->capacity ? s->capacity * 2 : 256 };
+        NameSet bigger = { .capacity = s->capacity ? s->capacity * 2 : 256, .bytes = s->bytes };
 
         bigger.slots = calloc(bigger.capacity, sizeof(*bigger.slots));
         if (!bigger.slots)
@@ -410,8 +413,10 @@ static int name_set_grow(NameSet *s) {
 /*
  * Add an entry (folded name). Refused: a second file of the same name, a
  * file where a directory is (named or implied by a longer name), a
- * directory where a file is. Two entries for one directory are harmless
- * (tar files made by appending have them) and accepted.
+ * directory where a file is (-EPROTO); more than
+ * ARCHIVE_NAME_SET_BYTES_MAX bytes of names and parents (-EFBIG). Two
+ * entries for one directory are harmless (tar files made by appending have
+ * them) and accepted.
  */
 static int name_set_add(NameSet *s, char *folded, bool is_file, const char **ret_problem) {
         _cleanup_free_ char *key = folded;
@@ -451,6 +456,12 @@ static int name_set_add(NameSet *s, char *folded, bool is_file, const char **ret
                         if (last)
                                 s->slots[slot].named = true;
                 } else {
+                        /* Deep names have many parents: bound what they cost. */
+                        s->bytes += i + 1;
+                        if (s->bytes > ARCHIVE_NAME_SET_BYTES_MAX) {
+                                *ret_problem = "the archive's names are too many or too deep";
+                                return -EFBIG;
+                        }
                         s->slots[slot].key = strdup(key);
                         if (!s->slots[slot].key)
                                 return -ENOMEM;
@@ -688,7 +699,7 @@ static int extract_check(Apply *ap, const PatchAction *a, int fd, uint64_t cap, 
                         if (!folded)
                                 return -ENOMEM;
                         r = name_set_add(&names, folded, !entry.is_dir, &problem);
-                        if (r == -EPROTO) {
+                        if (r == -EPROTO || r == -EFBIG) {
                                 _cleanup_free_ char *shown = display(entry.name);
                                 return fail(ap, r, "payload '%s': archive entry '%s': %s", a->payload,
                                             strna(shown), problem);

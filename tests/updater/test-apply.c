@@ -810,6 +810,34 @@ START_TEST(test_too_many_entries) {
 }
 END_TEST
 
+/* Deep names cost memory for every parent: 70 names of 1000 levels each
+ * (200 KiB of names) would keep 70 MB of parents. */
+START_TEST(test_deep_names) {
+        _cleanup_(archive_write_freep) struct archive *a = archive_write_new();
+        const char *tar = payload_file("p/deep.tar.gz");
+        char name[2100];
+
+        ck_assert_int_eq(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+        ck_assert_int_eq(archive_write_add_filter_gzip(a), ARCHIVE_OK);
+        ck_assert_int_eq(archive_write_open_filename(a, tar), ARCHIVE_OK);
+        for (unsigned i = 0; i < 70; i++) {
+                struct archive_entry *e = archive_entry_new();
+                size_t k = (size_t) snprintf(name, sizeof(name), "d%u", i);
+
+                for (unsigned j = 0; j < 1000; j++)
+                        k += (size_t) snprintf(name + k, sizeof(name) - k, "/x");
+                archive_entry_set_pathname(e, name);
+                archive_entry_set_filetype(e, AE_IFDIR);
+                archive_entry_set_perm(e, 0755);
+                ck_assert_int_eq(archive_write_header(a, e), ARCHIVE_OK);
+                archive_entry_free(e);
+        }
+        ck_assert_int_eq(archive_write_close(a), ARCHIVE_OK);
+        apply_refused(HEAD "  - extract: {payload: p/deep.tar.gz, dest: Windows}\n", NULL, 0, -EFBIG, 0,
+                      "too many or too deep");
+}
+END_TEST
+
 /* A later action failing fails the apply, and names its action; changes of
  * earlier actions are left on the overlay for the caller to discard, but
  * the registry is not written. */
@@ -1163,6 +1191,7 @@ static Suite *apply_suite(void) {
         tcase_add_test(tc, test_lying_bomb);
         tcase_add_test(tc, test_hostile_cab);
         tcase_add_test(tc, test_too_many_entries);
+        tcase_add_test(tc, test_deep_names);
         tcase_add_test(tc, test_later_action_fails);
         tcase_add_test(tc, test_delete);
         tcase_add_test(tc, test_delete_directory_refused);
