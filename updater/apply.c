@@ -56,7 +56,7 @@
 /* ...and never more than this. */
 #define ARCHIVE_UNPACKED_MAX (UINT64_C(16) * 1024U * 1024U * 1024U)
 #define VOLUME_PATH_MAX 4096U
-#define NAME_UNITS_MAX 255U             /* UTF-16 code units in an NTFS name */
+#define NAME_UNITS_MAX 255U /* UTF-16 code units in an NTFS name */
 /* What a shown name is cut to in messages. */
 #define DISPLAY_MAX 128U
 /* First-boot queue numbers are six digits. */
@@ -67,9 +67,9 @@
 struct archive;
 
 typedef struct OpenHive {
-        char *name;                    /* "SYSTEM", "NTUSER:alice" */
+        char *name; /* "SYSTEM", "NTUSER:alice" */
         RegistryHive *hive;
-        size_t last_action;            /* for a failing commit's message */
+        size_t last_action; /* for a failing commit's message */
 } OpenHive;
 
 typedef struct Apply {
@@ -79,8 +79,8 @@ typedef struct Apply {
         ApplyResult result;
         OpenHive *hives;
         size_t n_hives;
-        char *error;                   /* the cause of the failure, for the caller */
-        unsigned firstboot_next;       /* next first-boot queue number; 0: not looked up */
+        char *error;             /* the cause of the failure, for the caller */
+        unsigned firstboot_next; /* next first-boot queue number; 0: not looked up */
 } Apply;
 
 static void apply_done(Apply *ap) {
@@ -122,7 +122,7 @@ static int fail(Apply *ap, int r, const char *format, ...) {
 
         if (ap->error || r == -ENOMEM)
                 return r;
-        errno = r < 0 ? -r : 0;        /* for %m */
+        errno = r < 0 ? -r : 0; /* for %m */
         va_start(args, format);
         if (vasprintf(&ap->error, format, args) < 0)
                 ap->error = NULL;
@@ -149,7 +149,7 @@ static char *volume_join(const char *dir, const char *name) {
 
 /* Windows' reserved device names, alone or with an extension. */
 static bool name_is_reserved(const char *name) {
-        static const char *const reserved[] = { "CON", "PRN", "AUX", "NUL" };
+        static const char *const reserved[] = {"CON", "PRN", "AUX", "NUL"};
         size_t base = strcspn(name, ".");
 
         if (base == 3) {
@@ -336,7 +336,7 @@ static locale_t fold_locale(void) {
 static char *name_fold(const char *s) {
         size_t n = strlen(s);
         locale_t l = fold_locale();
-        char *out = malloc(n * 2 + 1), *o = out;   /* an upper case form may need 3 bytes for 2 */
+        char *out = malloc(n * 2 + 1), *o = out; /* an upper case form may need 3 bytes for 2 */
 
         if (!out)
                 return NULL;
@@ -344,7 +344,7 @@ static char *name_fold(const char *s) {
                 uint32_t c;
                 size_t k = utf8_decode(s, &c);
 
-                assert(k > 0);          /* checked by entry_name_normalize() */
+                assert(k > 0); /* checked by entry_name_normalize() */
                 if (c < 0x10000) {
                         uint32_t u = l ? (uint32_t) towupper_l((wint_t) c, l)
                                        : (c < 0x80 ? (uint32_t) toupper((int) c) : c);
@@ -363,22 +363,22 @@ static char *name_fold(const char *s) {
 typedef struct NameSet {
         struct {
                 char *key;
-                bool is_file;          /* a file entry; else a directory (named or implied) */
-                bool named;            /* a directory that has its own entry */
-        } *slots;
+                bool is_file; /* a file entry; else a directory (named or implied) */
+                bool named;   /* a directory that has its own entry */
+        } * slots;
         size_t n, capacity;
-        size_t bytes;                  /* of all keys: names and their parents */
+        size_t bytes; /* of all keys: names and their parents */
 } NameSet;
 
 static void name_set_done(NameSet *s) {
         for (size_t i = 0; i < s->capacity; i++)
                 free(s->slots[i].key);
         free(s->slots);
-        *s = (NameSet) {};
+        *s = (NameSet){};
 }
 
 static uint64_t name_hash(const char *s) {
-        uint64_t h = 0xcbf29ce484222325ULL;     /* FNV-1a */
+        uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
 
         for (; *s; s++)
                 h = (h ^ (uint8_t) *s) * 0x100000001b3ULL;
@@ -394,7 +394,7 @@ static size_t name_set_slot(const NameSet *s, const char *key) {
 }
 
 static int name_set_grow(NameSet *s) {
-        NameSet bigger = { .capacity = s->capacity ? s->capacity * 2 : 256, .bytes = s->bytes };
+        NameSet bigger = {.capacity = s->capacity ? s->capacity * 2 : 256, .bytes = s->bytes};
 
         bigger.slots = calloc(bigger.capacity, sizeof(*bigger.slots));
         if (!bigger.slots)
@@ -503,7 +503,8 @@ static int payload_open(Apply *ap, const char *path, int *ret_fd, uint64_t *ret_
                 return -ENOMEM;
         dir_fd = open(ap->options->payload_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
-                return fail(ap, -errno, "cannot open the payload directory %s: %m", ap->options->payload_dir);
+                return fail(ap, -errno, "cannot open the payload directory %s: %m",
+                            ap->options->payload_dir);
         fd = filename_is_safe(name) ? openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
         if (fd < 0 && (!filename_is_safe(name) || errno == ENOENT) && !t)
                 fd = openat(dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -531,8 +532,8 @@ static int archive_fail(Apply *ap, struct archive *a, const char *payload) {
 
         if (e == ENOMEM)
                 return -ENOMEM;
-        return fail(ap, e == EIO ? -EIO : -EPROTO, "payload '%s': damaged or unsupported archive: %s", payload,
-                    msg ?: "?");
+        return fail(ap, e == EIO ? -EIO : -EPROTO, "payload '%s': damaged or unsupported archive: %s",
+                    payload, msg ?: "?");
 }
 
 /* tar (plain, gzip, bzip2, xz, zstd), zip and cab, nothing else: no raw
@@ -556,7 +557,8 @@ static int archive_open(Apply *ap, int fd, const char *payload, struct archive *
                 if (filters[i](a) != ARCHIVE_OK)
                         return fail(ap, -EOPNOTSUPP, "this libarchive lacks a built-in decompressor: %s",
                                     archive_error_string(a) ?: "?");
-        if (archive_read_support_format_tar(a) != ARCHIVE_OK || archive_read_support_format_zip(a) != ARCHIVE_OK ||
+        if (archive_read_support_format_tar(a) != ARCHIVE_OK ||
+            archive_read_support_format_zip(a) != ARCHIVE_OK ||
             archive_read_support_format_cab(a) != ARCHIVE_OK)
                 return archive_fail(ap, a, payload);
         /* tar headers without a charset of their own are UTF-8, as GNU tar
@@ -608,17 +610,18 @@ static const char *entry_type_problem(struct archive_entry *e) {
 }
 
 typedef struct Entry {
-        char *name;                    /* normalised, below dest; "" for the archive root */
+        char *name; /* normalised, below dest; "" for the archive root */
         bool is_dir;
 } Entry;
 
 static void entry_done(Entry *e) {
         free(e->name);
-        *e = (Entry) {};
+        *e = (Entry){};
 }
 
 /* The checks both passes make on each entry. */
-static int entry_check(Apply *ap, struct archive_entry *e, const char *payload, const char *dest, Entry *ret) {
+static int entry_check(Apply *ap, struct archive_entry *e, const char *payload, const char *dest,
+                       Entry *ret) {
         const char *raw = archive_entry_pathname_utf8(e) ?: archive_entry_pathname(e);
         _cleanup_free_ char *shown = display(raw ?: "(not convertible to UTF-8)");
         const char *problem;
@@ -641,8 +644,10 @@ static int entry_check(Apply *ap, struct archive_entry *e, const char *payload, 
                 return r;
         if (strlen(dest) + 1 + strlen(out.name) > VOLUME_PATH_MAX) {
                 entry_done(&out);
-                return fail(ap, -EPROTO, "payload '%s': archive entry '%s': the path on the volume is longer "
-                            "than 4096 bytes", payload, shown);
+                return fail(ap, -EPROTO,
+                            "payload '%s': archive entry '%s': the path on the volume is longer "
+                            "than 4096 bytes",
+                            payload, shown);
         }
         *ret = out;
         return 0;
@@ -691,7 +696,8 @@ static int extract_check(Apply *ap, const PatchAction *a, int fd, uint64_t cap, 
                         return r;
                 name_bytes += strlen(entry.name) + 1;
                 if (name_bytes > ARCHIVE_NAME_BYTES_MAX)
-                        return fail(ap, -EFBIG, "payload '%s': the entry names are longer than %u bytes together",
+                        return fail(ap, -EFBIG,
+                                    "payload '%s': the entry names are longer than %u bytes together",
                                     a->payload, ARCHIVE_NAME_BYTES_MAX);
                 if (*entry.name) {
                         char *folded = name_fold(entry.name);
@@ -770,7 +776,7 @@ static char *parent_of(const char *path) {
 /* Pass 2: the same archive, written below dest. */
 static int extract_write(Apply *ap, const PatchAction *a, int fd, uint64_t cap, size_t entries) {
         _cleanup_(archive_read_freep) struct archive *arc = NULL;
-        _cleanup_free_ char *made = NULL;      /* the directory made last */
+        _cleanup_free_ char *made = NULL; /* the directory made last */
         const char *dest = dest_or_root(a->dest);
         struct archive_entry *e;
         uint64_t total = 0;
@@ -937,7 +943,7 @@ static int hive_get(Apply *ap, const char *name, size_t action, RegistryHive **r
         if (!l)
                 return -ENOMEM;
         ap->hives = l;
-        ap->hives[ap->n_hives++] = (OpenHive) {
+        ap->hives[ap->n_hives++] = (OpenHive){
                 .name = TAKE_PTR(copy),
                 .hive = h,
                 .last_action = action,
@@ -956,14 +962,14 @@ static const RegistryType registry_type_map[_REG_VALUE_TYPE_MAX] = {
 };
 
 static int action_registry_set(Apply *ap, const PatchAction *a, size_t index) {
-        static char *const no_strings[] = { NULL };
+        static char *const no_strings[] = {NULL};
         RegistryHive *h;
         RegistryValue v;
         int r;
 
         if ((unsigned) a->value_type >= _REG_VALUE_TYPE_MAX)
                 return fail(ap, -EINVAL, "unknown value type");
-        v = (RegistryValue) {
+        v = (RegistryValue){
                 .type = registry_type_map[a->value_type],
                 .strings = a->strings ?: (char **) no_strings,
                 .number = a->number,
@@ -1084,8 +1090,10 @@ static const char firstboot_runner[] =
         "set \"OOB=%SystemDrive%\\ProgramData\\oob\\firstboot\"\r\n"
         "if not exist \"%OOB%\\results\" mkdir \"%OOB%\\results\"\r\n"
         "if not exist \"%OOB%\\running\" mkdir \"%OOB%\\running\"\r\n"
-        "for /f \"delims=\" %%f in ('dir /b /a-d /on \"%OOB%\\running\\*.cmd\" 2^>nul') do call :interrupted \"%%~nf\"\r\n"
-        "for /f \"delims=\" %%f in ('dir /b /a-d /on \"%OOB%\\queue\\*.cmd\" 2^>nul') do call :run \"%%~nf\"\r\n"
+        "for /f \"delims=\" %%f in ('dir /b /a-d /on \"%OOB%\\running\\*.cmd\" 2^>nul') do call "
+        ":interrupted \"%%~nf\"\r\n"
+        "for /f \"delims=\" %%f in ('dir /b /a-d /on \"%OOB%\\queue\\*.cmd\" 2^>nul') do call :run "
+        "\"%%~nf\"\r\n"
         "exit /b 0\r\n"
         "\r\n"
         ":interrupted\r\n"
@@ -1120,15 +1128,17 @@ static int firstboot_register_service(Apply *ap, size_t index) {
                 const char *text;
                 uint64_t number;
         } values[] = {
-                { "Type", REGISTRY_DWORD, NULL, 0x10 },        /* SERVICE_WIN32_OWN_PROCESS */
-                { "Start", REGISTRY_DWORD, NULL, 2 },          /* SERVICE_AUTO_START */
-                { "ErrorControl", REGISTRY_DWORD, NULL, 1 },   /* SERVICE_ERROR_NORMAL: logged, boot goes on */
-                { "ImagePath", REGISTRY_EXPAND_SZ, FIRSTBOOT_IMAGE_PATH, 0 },
-                { "ObjectName", REGISTRY_SZ, "LocalSystem", 0 },
-                { "DisplayName", REGISTRY_SZ, "oob first-boot commands", 0 },
-                { "Description", REGISTRY_SZ,
-                  "Runs the commands oob's offline patching queued in %SystemDrive%\\ProgramData\\oob\\firstboot\\queue "
-                  "once, and records their results.", 0 },
+                {"Type", REGISTRY_DWORD, NULL, 0x10},      /* SERVICE_WIN32_OWN_PROCESS */
+                {"Start", REGISTRY_DWORD, NULL, 2},        /* SERVICE_AUTO_START */
+                {"ErrorControl", REGISTRY_DWORD, NULL, 1}, /* SERVICE_ERROR_NORMAL: logged, boot goes on */
+                {"ImagePath", REGISTRY_EXPAND_SZ, FIRSTBOOT_IMAGE_PATH, 0},
+                {"ObjectName", REGISTRY_SZ, "LocalSystem", 0},
+                {"DisplayName", REGISTRY_SZ, "oob first-boot commands", 0},
+                {"Description", REGISTRY_SZ,
+                 "Runs the commands oob's offline patching queued in "
+                 "%SystemDrive%\\ProgramData\\oob\\firstboot\\queue "
+                 "once, and records their results.",
+                 0},
         };
         RegistryHive *h;
         int r;
@@ -1137,7 +1147,7 @@ static int firstboot_register_service(Apply *ap, size_t index) {
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(values); i++) {
-                char *strings[] = { (char *) values[i].text, NULL };
+                char *strings[] = {(char *) values[i].text, NULL};
                 RegistryValue v = {
                         .type = values[i].type,
                         .strings = strings,
@@ -1182,7 +1192,7 @@ static int action_stage_package(Apply *ap, const PatchAction *a, size_t index) {
         r = ntfs_volume_mkdir_p(ap->volume, staged_dir);
         if (r < 0)
                 return fail(ap, r, "creating %s: %m", staged_dir);
-        reader = (FdReader) { .fd = fd };
+        reader = (FdReader){.fd = fd};
         r = ntfs_volume_write_file(ap->volume, staged, fd_read, &reader);
         if (r < 0)
                 return fail(ap, r, "copying payload '%s' to %s: %m", a->payload, staged);
@@ -1199,7 +1209,8 @@ static int action_stage_package(Apply *ap, const PatchAction *a, size_t index) {
         r = ntfs_volume_mkdir_p(ap->volume, FIRSTBOOT_DIR "/queue");
         if (r < 0)
                 return fail(ap, r, "creating " FIRSTBOOT_DIR "/queue: %m");
-        if (asprintf(&queued, FIRSTBOOT_DIR "/queue/%06u-%s-%zu.cmd", number, ap->manifest->id, index + 1) < 0)
+        if (asprintf(&queued, FIRSTBOOT_DIR "/queue/%06u-%s-%zu.cmd", number, ap->manifest->id, index + 1) <
+            0)
                 return -ENOMEM;
         if (asprintf(&script,
                      "@echo off\r\n"
@@ -1268,7 +1279,8 @@ static char *strip_suffix(const char *name, const char *suffix) {
 static char *result_field(const char *text, const char *key) {
         size_t k = strlen(key);
 
-        for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        for (const char *line = text; line && *line;
+             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
                 if (strneq(line, key, k) && line[k] == '=') {
                         const char *v = line + k + 1;
                         size_t n = strcspn(v, "\r\n");
@@ -1290,7 +1302,7 @@ static int result_add(FirstBootResult **l, size_t *n, const char *name, FirstBoo
         unsigned action;
 
         if (!queue_name_parse(name, &manifest, &action))
-                return 0;               /* not ours: ignored */
+                return 0; /* not ours: ignored */
         if (!manifest)
                 return -ENOMEM;
         copy = strdup(name);
@@ -1300,7 +1312,7 @@ static int result_add(FirstBootResult **l, size_t *n, const char *name, FirstBoo
         if (!bigger)
                 return -ENOMEM;
         *l = bigger;
-        (*l)[(*n)++] = (FirstBootResult) {
+        (*l)[(*n)++] = (FirstBootResult){
                 .name = TAKE_PTR(copy),
                 .manifest = TAKE_PTR(manifest),
                 .action = action,
@@ -1321,9 +1333,9 @@ int apply_read_firstboot_results(NtfsVolume *v, FirstBootResult **ret, size_t *r
                 const char *dir, *suffix;
                 FirstBootState state;
         } dirs[] = {
-                { FIRSTBOOT_DIR "/queue", ".cmd", FIRSTBOOT_PENDING },
-                { FIRSTBOOT_DIR "/running", ".cmd", FIRSTBOOT_INTERRUPTED },
-                { FIRSTBOOT_DIR "/results", ".result", FIRSTBOOT_EXITED },
+                {FIRSTBOOT_DIR "/queue", ".cmd", FIRSTBOOT_PENDING},
+                {FIRSTBOOT_DIR "/running", ".cmd", FIRSTBOOT_INTERRUPTED},
+                {FIRSTBOOT_DIR "/results", ".result", FIRSTBOOT_EXITED},
         };
         FirstBootResult *l = NULL;
         size_t n = 0;
@@ -1369,7 +1381,7 @@ int apply_read_firstboot_results(NtfsVolume *v, FirstBootResult **ret, size_t *r
                         }
                         r = result_add(&l, &n, base, state, exit_code, started, ended);
                         if (r > 0) {
-                                started = ended = NULL;   /* owned by the list now */
+                                started = ended = NULL; /* owned by the list now */
                                 r = 0;
                         }
                 }
@@ -1438,9 +1450,10 @@ static int apply_action(Apply *ap, const PatchAction *a, size_t index) {
         case PATCH_ACTION_STAGE_PACKAGE:
                 return action_stage_package(ap, a, index);
         case PATCH_ACTION_OS_IMAGE:
-                return fail(ap, -EOPNOTSUPP,
-                            "os-image actions install a side-by-side OS slot, which offline apply does not do "
-                            "(yet): publish the image as its own patch once slots are supported");
+                return fail(
+                        ap, -EOPNOTSUPP,
+                        "os-image actions install a side-by-side OS slot, which offline apply does not do "
+                        "(yet): publish the image as its own patch once slots are supported");
         default:
                 return fail(ap, -EINVAL, "unknown action type");
         }

@@ -52,22 +52,21 @@ typedef struct ApplyArgs {
 } ApplyArgs;
 
 static void apply_usage(FILE *f) {
-        fprintf(f,
-                "Usage: oobctl apply MANIFEST --disk DIR [--payloads DIR] [--json]\n"
-                "\n"
-                "Apply a patch manifest (a local oob-patch/1 YAML file) offline to the system disk\n"
-                "whose snapshot catalog is DIR: a pre-patch snapshot is taken, the actions run on a\n"
-                "staging overlay, and only when all of them succeed does it become the active disk.\n"
-                "On any failure the active disk is left exactly as it was.\n"
-                "\n"
-                "Options:\n"
-                "  --disk DIR      the snapshot catalog directory (see 'oobctl snapshot')\n"
-                "  --payloads DIR  where the payloads are, each under its target path or its TUF\n"
-                "                  local file name (default: the manifest's directory)\n"
-                "  --json          print the result as JSON\n"
-                "  -h, --help      show this help\n"
-                "\n"
-                "The desktop must be shut down. Exit status: 0 success, 1 failure, 2 usage error.\n");
+        fprintf(f, "Usage: oobctl apply MANIFEST --disk DIR [--payloads DIR] [--json]\n"
+                   "\n"
+                   "Apply a patch manifest (a local oob-patch/1 YAML file) offline to the system disk\n"
+                   "whose snapshot catalog is DIR: a pre-patch snapshot is taken, the actions run on a\n"
+                   "staging overlay, and only when all of them succeed does it become the active disk.\n"
+                   "On any failure the active disk is left exactly as it was.\n"
+                   "\n"
+                   "Options:\n"
+                   "  --disk DIR      the snapshot catalog directory (see 'oobctl snapshot')\n"
+                   "  --payloads DIR  where the payloads are, each under its target path or its TUF\n"
+                   "                  local file name (default: the manifest's directory)\n"
+                   "  --json          print the result as JSON\n"
+                   "  -h, --help      show this help\n"
+                   "\n"
+                   "The desktop must be shut down. Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
 /* Log "DIR: apply MANIFEST: STEP: CAUSE" and return the failure exit status. */
@@ -78,7 +77,8 @@ _printf_(4, 5) static int fail(const ApplyArgs *a, int r, const char *cause, con
         va_start(ap, step_fmt);
         vsnprintf(step, sizeof(step), step_fmt, ap);
         va_end(ap);
-        log_error_errno(r, "%s: apply %s: %s: %s", a->dir, a->manifest_path, step, cause ?: oobctl_error_cause(r));
+        log_error_errno(r, "%s: apply %s: %s: %s", a->dir, a->manifest_path, step,
+                        cause ?: oobctl_error_cause(r));
         return OOBCTL_EXIT_FAILURE;
 }
 
@@ -131,8 +131,8 @@ static void print_json(const ApplyArgs *a, const PatchManifest *m, const char *s
 
 /* Steps 4 to 6 on the staging overlay. Returns an exit status, having
  * logged the failure. */
-static int apply_on_stage(const ApplyArgs *a, const PatchManifest *m, const char *stage, WindowsInfo *ret_info,
-                          ApplyResult *ret) {
+static int apply_on_stage(const ApplyArgs *a, const PatchManifest *m, const char *stage,
+                          WindowsInfo *ret_info, ApplyResult *ret) {
         _cleanup_(offline_disk_closep) OfflineDisk *d = NULL;
         _cleanup_(ntfs_volume_closep) NtfsVolume *v = NULL;
         _cleanup_free_ char *error = NULL, *what = NULL;
@@ -150,10 +150,9 @@ static int apply_on_stage(const ApplyArgs *a, const PatchManifest *m, const char
         r = image_find_windows(d, &p, &bitlocker);
         if (r < 0)
                 return fail(a, r,
-                            bitlocker ? volume_refusal_advice(VOLUME_BITLOCKER)
-                            : r == -ENOENT
-                                    ? "no NTFS partition holds Windows/System32/config/SYSTEM"
-                                    : NULL,
+                            bitlocker      ? volume_refusal_advice(VOLUME_BITLOCKER)
+                            : r == -ENOENT ? "no NTFS partition holds Windows/System32/config/SYSTEM"
+                                           : NULL,
                             "find the Windows volume");
         r = ntfs_volume_open(d, &p, true, &v, &refusal);
         if (r < 0)
@@ -174,11 +173,12 @@ static int apply_on_stage(const ApplyArgs *a, const PatchManifest *m, const char
                             "check Windows build %" PRIu64, build);
         }
 
-        r = apply_manifest_full(v, m, &(ApplyOptions) { .payload_dir = a->payloads }, &res, &error);
+        r = apply_manifest_full(v, m, &(ApplyOptions){.payload_dir = a->payloads}, &res, &error);
         if (r < 0) {
                 windows_info_done(&info);
-                what = res.failed_action < m->n_actions ? apply_action_describe(&m->actions[res.failed_action])
-                                                        : NULL;
+                what = res.failed_action < m->n_actions
+                               ? apply_action_describe(&m->actions[res.failed_action])
+                               : NULL;
                 return fail(a, r, error, "action %zu (%s)", res.failed_action + 1, what ?: "?");
         }
 
@@ -228,8 +228,10 @@ static int apply_run(const ApplyArgs *a) {
         if (r != OOBCTL_EXIT_OK) {
                 int k = catalog_discard_stage(c);
                 if (k < 0)
-                        log_warning_errno(k, "%s: could not remove the staging overlay %s (the next catalog "
-                                          "open removes it): %m", a->dir, stage);
+                        log_warning_errno(k,
+                                          "%s: could not remove the staging overlay %s (the next catalog "
+                                          "open removes it): %m",
+                                          a->dir, stage);
                 return r;
         }
 
@@ -246,9 +248,10 @@ static int apply_run(const ApplyArgs *a) {
                          "%" PRIu64 " file%s written (%" PRIu64 " bytes), %" PRIu64 " deleted, %" PRIu64
                          " registry change%s; pre-patch snapshot %s; the desktop boots %s.",
                          a->dir, m->id, m->version, info.build, res.actions_done,
-                         res.actions_done == 1 ? "" : "s", res.files_written, res.files_written == 1 ? "" : "s",
-                         res.bytes_written, res.files_deleted, res.registry_changes,
-                         res.registry_changes == 1 ? "" : "s", snapshot, catalog_active(c));
+                         res.actions_done == 1 ? "" : "s", res.files_written,
+                         res.files_written == 1 ? "" : "s", res.bytes_written, res.files_deleted,
+                         res.registry_changes, res.registry_changes == 1 ? "" : "s", snapshot,
+                         catalog_active(c));
         return OOBCTL_EXIT_OK;
 }
 
@@ -259,10 +262,10 @@ int verb_apply(int argc, char *argv[]) {
                 ARG_JSON,
         };
         static const struct option options[] = {
-                { "disk", required_argument, NULL, ARG_DISK },
-                { "payloads", required_argument, NULL, ARG_PAYLOADS },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "help", no_argument, NULL, 'h' },
+                {"disk", required_argument, NULL, ARG_DISK},
+                {"payloads", required_argument, NULL, ARG_PAYLOADS},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         _cleanup_free_ char *manifest_dir = NULL;

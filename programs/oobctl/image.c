@@ -27,7 +27,7 @@
 #include "updater.h"
 
 typedef struct Inspection {
-        const char *disk;              /* the image inspected */
+        const char *disk; /* the image inspected */
         DiskLayer *chain;
         size_t n_chain;
         PartitionTable table;
@@ -38,7 +38,7 @@ typedef struct Inspection {
         Partition windows;
         VolumeState state;
         bool have_state;
-        int volume_error;              /* why the volume could not be read, or 0 */
+        int volume_error; /* why the volume could not be read, or 0 */
         WindowsInfo info;
         bool have_info;
         FirstBootResult *firstboot;
@@ -76,24 +76,23 @@ int image_find_windows(OfflineDisk *d, Partition *ret, bool *ret_bitlocker) {
 }
 
 static void image_usage(FILE *f) {
-        fprintf(f,
-                "Usage: oobctl image inspect DISK [--json]\n"
-                "\n"
-                "Show a desktop disk, read-only: its qcow2 chain, partitions, the Windows volume's\n"
-                "state (whether it can be patched offline), the Windows version, and the first-boot\n"
-                "commands patches staged with their results. DISK is an image file or a snapshot\n"
-                "catalog directory (its active disk).\n"
-                "\n"
-                "Options:\n"
-                "  --json      print the result as JSON\n"
-                "  -h, --help  show this help\n"
-                "\n"
-                "Exit status: 0 success, 1 failure, 2 usage error.\n");
+        fprintf(f, "Usage: oobctl image inspect DISK [--json]\n"
+                   "\n"
+                   "Show a desktop disk, read-only: its qcow2 chain, partitions, the Windows volume's\n"
+                   "state (whether it can be patched offline), the Windows version, and the first-boot\n"
+                   "commands patches staged with their results. DISK is an image file or a snapshot\n"
+                   "catalog directory (its active disk).\n"
+                   "\n"
+                   "Options:\n"
+                   "  --json      print the result as JSON\n"
+                   "  -h, --help  show this help\n"
+                   "\n"
+                   "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
 /* "1.5 GiB" */
 static void format_size(uint64_t bytes, char *buf, size_t size) {
-        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+        static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
         double v = (double) bytes;
         size_t u = 0;
 
@@ -119,7 +118,8 @@ static int inspect(const char *image, Inspection *ret) {
         i->disk = image;
         r = disk_chain_info(image, &i->chain, &i->n_chain);
         if (r < 0) {
-                log_error_errno(r, "%s: read the disk chain (qemu-img info): %s", image, oobctl_error_cause(r));
+                log_error_errno(r, "%s: read the disk chain (qemu-img info): %s", image,
+                                oobctl_error_cause(r));
                 return r;
         }
         r = offline_disk_open(image, false, /* running= */ false, &d);
@@ -211,7 +211,8 @@ static void print_json(const Inspection *i) {
                 if (i->have_state) {
                         char version[32];
 
-                        snprintf(version, sizeof(version), "%u.%u", i->state.ntfs_major, i->state.ntfs_minor);
+                        snprintf(version, sizeof(version), "%u.%u", i->state.ntfs_major,
+                                 i->state.ntfs_minor);
                         jw_kv_string(w, "label", i->state.label);
                         jw_kv_uint(w, "size", i->state.size);
                         jw_kv_uint(w, "free", i->state.free);
@@ -265,8 +266,9 @@ static void print_text(const Inspection *i) {
         for (size_t k = 0; k < i->n_chain; k++) {
                 format_size(i->chain[k].virtual_size, a, sizeof(a));
                 format_size(i->chain[k].actual_size, b, sizeof(b));
-                printf("  %s\n      %s, %s virtual, %s on the host%s%s\n", i->chain[k].path, i->chain[k].format,
-                       a, b, i->chain[k].backing ? ", backing " : "", i->chain[k].backing ?: "");
+                printf("  %s\n      %s, %s virtual, %s on the host%s%s\n", i->chain[k].path,
+                       i->chain[k].format, a, b, i->chain[k].backing ? ", backing " : "",
+                       i->chain[k].backing ?: "");
         }
 
         printf("\nPartitions (%s):\n", partition_table_to_string(i->table));
@@ -277,7 +279,9 @@ static void print_text(const Inspection *i) {
                 format_size(p->offset, a, sizeof(a));
                 format_size(p->size, b, sizeof(b));
                 printf("  %-3u %-11s %12s %12s  %s%s\n", p->number, partition_kind_to_string(p->kind), a, b,
-                       p->bitlocker ? "BitLocker" : p->ntfs ? "NTFS" : "-",
+                       p->bitlocker ? "BitLocker"
+                       : p->ntfs    ? "NTFS"
+                                    : "-",
                        i->found && p->number == i->windows.number ? " (Windows)" : "");
         }
 
@@ -300,9 +304,10 @@ static void print_text(const Inspection *i) {
         }
 
         if (i->have_info)
-                printf("\nWindows: %s (%s)%s%s, build %" PRIu64 ".%" PRIu64 "\n", i->info.product_name ?: "?",
-                       i->info.edition_id ?: "?", i->info.display_version ? " " : "",
-                       i->info.display_version ?: "", i->info.build, i->info.ubr);
+                printf("\nWindows: %s (%s)%s%s, build %" PRIu64 ".%" PRIu64 "\n",
+                       i->info.product_name ?: "?", i->info.edition_id ?: "?",
+                       i->info.display_version ? " " : "", i->info.display_version ?: "", i->info.build,
+                       i->info.ubr);
 
         if (i->have_state) {
                 printf("\nFirst-boot commands: %s\n", i->n_firstboot == 0 ? "none" : "");
@@ -357,8 +362,8 @@ static int image_inspect(const char *disk, bool json) {
 int verb_image(int argc, char *argv[]) {
         enum { ARG_JSON = 0x100 };
         static const struct option options[] = {
-                { "json", no_argument, NULL, ARG_JSON },
-                { "help", no_argument, NULL, 'h' },
+                {"json", no_argument, NULL, ARG_JSON},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         bool json = false;

@@ -29,11 +29,11 @@
 #define USER "carol"
 
 static char tmpdir[] = "/tmp/oob-test-apply.XXXXXX";
-static char disk[256];            /* the pristine fixture disk, never written */
-static char script[PATH_MAX];          /* tests/fixtures/make-windows-disk */
-static char scratch[256];              /* per test */
-static char overlay[PATH_MAX];         /* per test: scratch/disk.qcow2 on disk */
-static char payloads[512];        /* per test: scratch/payloads */
+static char disk[256];         /* the pristine fixture disk, never written */
+static char script[PATH_MAX];  /* tests/fixtures/make-windows-disk */
+static char scratch[256];      /* per test */
+static char overlay[PATH_MAX]; /* per test: scratch/disk.qcow2 on disk */
+static char payloads[512];     /* per test: scratch/payloads */
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
         return remove(p);
@@ -102,8 +102,8 @@ static void find_script(void) {
 static void make_disk(const char *path, const char *variant) {
         char out[4096];
 
-        ck_assert_msg(run(out, sizeof(out), "'%s' '%s' --size 256M --user " USER " --variant %s 2>&1", script,
-                          path, variant) == 0,
+        ck_assert_msg(run(out, sizeof(out), "'%s' '%s' --size 256M --user " USER " --variant %s 2>&1",
+                          script, path, variant) == 0,
                       "make-windows-disk failed: %s", out);
 }
 
@@ -118,7 +118,8 @@ static void suite_setup(void) {
 }
 
 static void suite_teardown(void) {
-        if (getenv("KEEP_SCRATCH")) return;
+        if (getenv("KEEP_SCRATCH"))
+                return;
         if (disk[0])
                 nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -134,7 +135,8 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-        if (getenv("KEEP_SCRATCH")) return;
+        if (getenv("KEEP_SCRATCH"))
+                return;
         nftw(scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -182,13 +184,13 @@ static uint64_t file_size(const char *path) {
 
 typedef struct TestEntry {
         const char *name;
-        unsigned type;                 /* AE_IFREG when 0 */
-        const char *text;              /* contents, or */
-        uint64_t size;                 /* pattern bytes (seed = size) or zeros */
+        unsigned type;    /* AE_IFREG when 0 */
+        const char *text; /* contents, or */
+        uint64_t size;    /* pattern bytes (seed = size) or zeros */
         bool zeros;
-        const char *link;              /* symlink target, or hard link target with hardlink */
+        const char *link; /* symlink target, or hard link target with hardlink */
         bool hardlink;
-        bool unset_size;               /* zip: no size in the header (streamed) */
+        bool unset_size; /* zip: no size in the header (streamed) */
 } TestEntry;
 
 typedef enum ArchiveKind { TAR, TAR_GZ, TAR_XZ, TAR_ZST, TAR_BZ2, ZIP, ZIP_STORED } ArchiveKind;
@@ -281,7 +283,8 @@ static void make_archive(const char *path, ArchiveKind kind, const TestEntry *en
                                         fill_pattern(data, size, size);
                                 for (uint64_t done = 0; done < size;) {
                                         size_t k = (size_t) MIN(size - done, (uint64_t) 1 << 20);
-                                        ck_assert_int_eq(archive_write_data(a, data + done, k), (la_ssize_t) k);
+                                        ck_assert_int_eq(archive_write_data(a, data + done, k),
+                                                         (la_ssize_t) k);
                                         done += k;
                                 }
                                 free(data);
@@ -340,22 +343,22 @@ static void make_cab(const char *path, const char *const *names, const char *con
         put32(&p, 0);
         put32(&p, coff_files);
         put32(&p, 0);
-        *p++ = 3;                       /* versionMinor */
-        *p++ = 1;                       /* versionMajor */
-        put16(&p, 1);                   /* cFolders */
-        put16(&p, (uint16_t) n);        /* cFiles */
-        put16(&p, 0);                   /* flags */
-        put16(&p, 0x4242);              /* setID */
-        put16(&p, 0);                   /* iCabinet */
+        *p++ = 3;                /* versionMinor */
+        *p++ = 1;                /* versionMajor */
+        put16(&p, 1);            /* cFolders */
+        put16(&p, (uint16_t) n); /* cFiles */
+        put16(&p, 0);            /* flags */
+        put16(&p, 0x4242);       /* setID */
+        put16(&p, 0);            /* iCabinet */
 
-        put32(&p, coff_data);           /* CFFOLDER */
+        put32(&p, coff_data); /* CFFOLDER */
         put16(&p, (uint16_t) blocks);
-        put16(&p, 0);                   /* typeCompress: none */
+        put16(&p, 0); /* typeCompress: none */
 
         for (size_t i = 0, off = 0; i < n; i++) {
                 put32(&p, (uint32_t) strlen(texts[i]));
                 put32(&p, (uint32_t) off);
-                put16(&p, 0);           /* iFolder */
+                put16(&p, 0); /* iFolder */
                 put16(&p, (uint16_t) ((2026 - 1980) << 9 | 1 << 5 | 1));
                 put16(&p, 0);
                 put16(&p, 0x20 | 0x80); /* archive, name is UTF-8 */
@@ -366,7 +369,7 @@ static void make_cab(const char *path, const char *const *names, const char *con
         for (size_t b = 0; b < blocks; b++) {
                 size_t k = MIN(data_total - b * 32768, (size_t) 32768);
 
-                put32(&p, 0);           /* no checksum */
+                put32(&p, 0); /* no checksum */
                 put16(&p, (uint16_t) k);
                 put16(&p, (uint16_t) k);
                 memcpy(p, data + b * 32768, k);
@@ -430,8 +433,8 @@ static ApplyResult apply_ok(const char *yaml, const Signed *sig, size_t n_sig) {
         ApplyResult res = {};
         int r = apply_yaml(overlay, yaml, sig, n_sig, &res, &err);
 
-        ck_assert_msg(r == 0, "apply failed: %d (%s), action %zu: %s", r, strerror(-r), res.failed_action + 1,
-                      err ?: "(no message)");
+        ck_assert_msg(r == 0, "apply failed: %d (%s), action %zu: %s", r, strerror(-r),
+                      res.failed_action + 1, err ?: "(no message)");
         ck_assert_ptr_null(err);
         return res;
 }
@@ -451,7 +454,8 @@ static void apply_refused(const char *yaml, const Signed *sig, size_t n_sig, int
         ck_assert_uint_eq(res.actions_done, action);
         ck_assert_ptr_nonnull(err);
         ck_assert_msg(strstr(err, needle), "message '%s' lacks '%s'", err, needle);
-        ck_assert_msg(run(out, sizeof(out), "qemu-img compare -f qcow2 -F qcow2 '%s' '%s' 2>&1", disk, overlay) == 0,
+        ck_assert_msg(run(out, sizeof(out), "qemu-img compare -f qcow2 -F qcow2 '%s' '%s' 2>&1", disk,
+                          overlay) == 0,
                       "the refused apply wrote to the disk: %s", out);
 }
 
@@ -466,7 +470,8 @@ static const char *volume_raw(void) {
 
         ck_assert_int_eq(run(NULL, 0,
                              "set -e; r='%s/disk.raw'; qemu-img convert -f qcow2 -O raw '%s' $r; "
-                             "set -- $(sgdisk -i 3 $r | awk '/^First sector:/{s=$3}/^Partition size:/{n=$3}END{print s, n}'); "
+                             "set -- $(sgdisk -i 3 $r | awk '/^First sector:/{s=$3}/^Partition "
+                             "size:/{n=$3}END{print s, n}'); "
                              "dd if=$r of='%s' bs=1M iflag=skip_bytes,count_bytes skip=$(($1 * 512)) "
                              "count=$(($2 * 512)) status=none; rm -f $r",
                              scratch, overlay, raw),
@@ -485,8 +490,8 @@ static void assert_file_text(const char *raw, const char *path, const char *text
 
         ck_assert_msg(ntfscat(raw, path, "cat.out") == 0, "ntfscat %s failed", path);
         ck_assert_int_eq(read_full_file(scratch_path("cat.out"), 1 << 20, &data, &size), 0);
-        ck_assert_msg(size == strlen(text) && memcmp(data, text, size) == 0, "%s holds '%s', expected '%s'", path,
-                      data, text);
+        ck_assert_msg(size == strlen(text) && memcmp(data, text, size) == 0, "%s holds '%s', expected '%s'",
+                      path, data, text);
 }
 
 /* A file's bytes are the pattern of that size. */
@@ -515,8 +520,8 @@ static const char *hive_out(const char *raw, const char *path, const char *name)
 
 /* hivexget FILE KEY [NAME]: 0 and its output, or its failure. */
 static int hivexget(char *out, size_t size, const char *file, const char *key, const char *name) {
-        return run(out, size, "hivexget '%s' '%s' %s%s%s 2>/dev/null", file, key, name ? "'" : "", name ?: "",
-                   name ? "'" : "");
+        return run(out, size, "hivexget '%s' '%s' %s%s%s 2>/dev/null", file, key, name ? "'" : "",
+                   name ?: "", name ? "'" : "");
 }
 
 #define HEAD "format: oob-patch/1\nid: kb-4711\nversion: 3\nactions:\n"
@@ -525,17 +530,17 @@ static int hivexget(char *out, size_t size, const char *file, const char *key, c
 
 START_TEST(test_extract_tar_gz) {
         const TestEntry entries[] = {
-                { .name = "./Contoso/", .type = AE_IFDIR },
-                { .name = "./Contoso/readme.txt", .text = "hello from the archive\n" },
+                {.name = "./Contoso/", .type = AE_IFDIR},
+                {.name = "./Contoso/readme.txt", .text = "hello from the archive\n"},
                 /* 3 MiB + 1: several 1 MiB chunks and a short one */
-                { .name = "Contoso/bin/big.bin", .size = 3 * 1024 * 1024 + 1 },
-                { .name = "Contoso/empty.dat", .text = "" },
-                { .name = "Contoso/Ünïcödé ✓.txt", .text = "utf-8" },
+                {.name = "Contoso/bin/big.bin", .size = 3 * 1024 * 1024 + 1},
+                {.name = "Contoso/empty.dat", .text = ""},
+                {.name = "Contoso/Ünïcödé ✓.txt", .text = "utf-8"},
                 /* replaces an existing file whose name differs in case */
-                { .name = "system32/HAL.DLL", .text = "new hal" },
-                { .name = "Contoso\\back\\slash.txt", .text = "windows separators" },
-                { .name = "Contoso/deep/", .type = AE_IFDIR },
-                { .name = "Contoso/deep/", .type = AE_IFDIR },   /* twice: harmless */
+                {.name = "system32/HAL.DLL", .text = "new hal"},
+                {.name = "Contoso\\back\\slash.txt", .text = "windows separators"},
+                {.name = "Contoso/deep/", .type = AE_IFDIR},
+                {.name = "Contoso/deep/", .type = AE_IFDIR}, /* twice: harmless */
         };
         const char *tar = payload_file("p/contoso.tar.gz");
         const char *raw;
@@ -544,7 +549,7 @@ START_TEST(test_extract_tar_gz) {
 
         make_archive(tar, TAR_GZ, entries, ELEMENTSOF(entries));
         res = apply_ok(HEAD "  - extract: {payload: p/contoso.tar.gz, dest: Windows}\n",
-                       (Signed[]){ { "p/contoso.tar.gz", file_size(tar) } }, 1);
+                       (Signed[]){{"p/contoso.tar.gz", file_size(tar)}}, 1);
         ck_assert_uint_eq(res.actions_done, 1);
         ck_assert_uint_eq(res.files_written, 6);
         ck_assert_uint_eq(res.bytes_written, strlen("hello from the archive\n") + 3 * 1024 * 1024 + 1 +
@@ -559,14 +564,20 @@ START_TEST(test_extract_tar_gz) {
         assert_file_text(raw, "Windows/Contoso/back/slash.txt", "windows separators");
         /* The existing file keeps its name; no second file appeared. */
         assert_file_text(raw, "Windows/System32/hal.dll", "new hal");
-        ck_assert_int_eq(run(out, sizeof(out), "ntfsls '%s' -p /Windows | grep -v '^\\.\\.\\?$' | sort | tr '\\n' ' '", raw), 0);
+        ck_assert_int_eq(run(out, sizeof(out),
+                             "ntfsls '%s' -p /Windows | grep -v '^\\.\\.\\?$' | sort | tr '\\n' ' '", raw),
+                         0);
         ck_assert_str_eq(out, "Boot Contoso System32 Temp explorer.exe ");
-        ck_assert_int_eq(run(out, sizeof(out), "ntfsls '%s' -p /Windows/System32 | grep -ic '^hal.dll$'", raw), 0);
+        ck_assert_int_eq(
+                run(out, sizeof(out), "ntfsls '%s' -p /Windows/System32 | grep -ic '^hal.dll$'", raw), 0);
         ck_assert_str_eq(out, "1");
-        ck_assert_int_eq(run(out, sizeof(out), "ntfsls '%s' -p /Windows/Contoso/deep | grep -v '^\\.\\.\\?$' | wc -l", raw), 0);
+        ck_assert_int_eq(run(out, sizeof(out),
+                             "ntfsls '%s' -p /Windows/Contoso/deep | grep -v '^\\.\\.\\?$' | wc -l", raw),
+                         0);
         ck_assert_str_eq(out, "0");
         /* The rest of the volume is intact. */
-        ck_assert_int_eq(run(out, sizeof(out), "ntfscat '%s' Windows/System32/ntoskrnl.exe | head -c 2", raw), 0);
+        ck_assert_int_eq(
+                run(out, sizeof(out), "ntfscat '%s' Windows/System32/ntoskrnl.exe | head -c 2", raw), 0);
         ck_assert_str_eq(out, "MZ");
 }
 END_TEST
@@ -578,12 +589,12 @@ START_TEST(test_extract_formats) {
                 ArchiveKind kind;
                 const char *target;
         } kinds[] = {
-                { TAR, "p/a.tar" },         { TAR_XZ, "p/a.tar.xz" }, { TAR_ZST, "p/a.tar.zst" },
-                { TAR_BZ2, "p/a.tar.bz2" }, { ZIP, "p/a.zip" },       { ZIP_STORED, "p/stored.zip" },
+                {TAR, "p/a.tar"},         {TAR_XZ, "p/a.tar.xz"}, {TAR_ZST, "p/a.tar.zst"},
+                {TAR_BZ2, "p/a.tar.bz2"}, {ZIP, "p/a.zip"},       {ZIP_STORED, "p/stored.zip"},
         };
-        static const char *const cab_names[] = { "Cab\\one.txt", "Cab\\sub\\two.bin" };
+        static const char *const cab_names[] = {"Cab\\one.txt", "Cab\\sub\\two.bin"};
         char two[70000], yaml[4096], path[256], text[256];
-        const char *cab_texts[] = { "one from a cabinet", two };
+        const char *cab_texts[] = {"one from a cabinet", two};
         Signed sig[ELEMENTSOF(kinds) + 1];
         size_t k = 0;
         const char *raw;
@@ -591,15 +602,16 @@ START_TEST(test_extract_formats) {
         k += (size_t) snprintf(yaml, sizeof(yaml), "%s", HEAD);
         for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
                 TestEntry e[2] = {
-                        { .name = path, .text = text },
-                        { .name = "Formats/zip-streamed.txt", .text = "no size in the header", .unset_size = true },
+                        {.name = path, .text = text},
+                        {.name = "Formats/zip-streamed.txt",
+                         .text = "no size in the header",
+                         .unset_size = true},
                 };
 
                 snprintf(path, sizeof(path), "Formats/%zu.txt", i);
                 snprintf(text, sizeof(text), "format %zu: %s", i, kinds[i].target);
-                make_archive(payload_file(kinds[i].target), kinds[i].kind, e,
-                             kinds[i].kind == ZIP ? 2 : 1);
-                sig[i] = (Signed) { kinds[i].target, file_size(payload_file(kinds[i].target)) };
+                make_archive(payload_file(kinds[i].target), kinds[i].kind, e, kinds[i].kind == ZIP ? 2 : 1);
+                sig[i] = (Signed){kinds[i].target, file_size(payload_file(kinds[i].target))};
                 k += (size_t) snprintf(yaml + k, sizeof(yaml) - k, "  - extract: {payload: %s, dest: .}\n",
                                        kinds[i].target);
         }
@@ -608,7 +620,7 @@ START_TEST(test_extract_formats) {
                 two[i] = (char) ('a' + i % 26);
         two[sizeof(two) - 1] = 0;
         make_cab(payload_file("p/a.cab"), cab_names, cab_texts, 2);
-        sig[ELEMENTSOF(kinds)] = (Signed) { "p/a.cab", file_size(payload_file("p/a.cab")) };
+        sig[ELEMENTSOF(kinds)] = (Signed){"p/a.cab", file_size(payload_file("p/a.cab"))};
         snprintf(yaml + k, sizeof(yaml) - k, "  - extract: {payload: p/a.cab, dest: 'Program Files'}\n");
 
         ck_assert_uint_eq(apply_ok(yaml, sig, ELEMENTSOF(sig)).actions_done, ELEMENTSOF(kinds) + 1);
@@ -628,7 +640,7 @@ END_TEST
 /* A payload not listed as signed (admin use) may sit under its plain path;
  * a signed one must have its signed length. */
 START_TEST(test_payload_lookup) {
-        const TestEntry e[] = { { .name = "x.txt", .text = "plain path" } };
+        const TestEntry e[] = {{.name = "x.txt", .text = "plain path"}};
         const char *raw;
 
         ck_assert_int_eq(mkdir(scratch_path("payloads/local"), 0700), 0);
@@ -640,17 +652,17 @@ START_TEST(test_payload_lookup) {
 END_TEST
 
 START_TEST(test_payload_length) {
-        const TestEntry e[] = { { .name = "x.txt", .text = "x" } };
+        const TestEntry e[] = {{.name = "x.txt", .text = "x"}};
         const char *tar = payload_file("p/x.tar");
 
         make_archive(tar, TAR, e, 1);
         apply_refused(HEAD "  - extract: {payload: p/x.tar, dest: Temp}\n",
-                      (Signed[]){ { "p/x.tar", file_size(tar) + 1 } }, 1, -EBADMSG, 0, "signed length");
+                      (Signed[]){{"p/x.tar", file_size(tar) + 1}}, 1, -EBADMSG, 0, "signed length");
         /* Signed payloads are only looked up under their encoded name. */
         ck_assert_int_eq(mkdir(scratch_path("payloads/p"), 0700), 0);
         ck_assert_int_eq(rename(tar, scratch_path("payloads/p/x.tar")), 0);
         apply_refused(HEAD "  - extract: {payload: p/x.tar, dest: Temp}\n",
-                      (Signed[]){ { "p/x.tar", file_size(scratch_path("payloads/p/x.tar")) } }, 1, -ENOENT, 0,
+                      (Signed[]){{"p/x.tar", file_size(scratch_path("payloads/p/x.tar"))}}, 1, -ENOENT, 0,
                       "not found");
         /* Not an archive at all. */
         write_host_file(payload_file("p/junk.tar"), "just text, no archive\n", 22);
@@ -666,8 +678,8 @@ typedef struct Hostile {
         ArchiveKind kind;
         TestEntry entries[3];
         size_t n;
-        const char *max_size;          /* extract's max-size, or NULL */
-        uint64_t signed_length;        /* 0: the file's */
+        const char *max_size;   /* extract's max-size, or NULL */
+        uint64_t signed_length; /* 0: the file's */
         int error;
         const char *needle;
 } Hostile;
@@ -676,47 +688,138 @@ typedef struct Hostile {
 
 static const Hostile hostile[] = {
         /* A good entry first: refused archives must not be half written. */
-        { "traversal", TAR, { { .name = "good.txt", .text = "g" }, { .name = "../x", .text = "x" } }, 2, NULL, 0,
-          -EPROTO, "'..' are not allowed" },
-        { "nested traversal", TAR, { { .name = "a/../../x", .text = "x" } }, 1, NULL, 0, -EPROTO, "'..'" },
-        { "absolute", TAR, { { .name = "good.txt", .text = "g" }, { .name = "/etc/x", .text = "x" } }, 2, NULL, 0,
-          -EPROTO, "absolute names" },
-        { "absolute backslash", ZIP, { { .name = "\\Windows\\x", .text = "x" } }, 1, NULL, 0, -EPROTO,
-          "absolute names" },
-        { "drive letter", TAR, { { .name = "C:\\x", .text = "x" } }, 1, NULL, 0, -EPROTO, "drive letters" },
-        { "stream", ZIP, { { .name = "a.txt:evil", .text = "x" } }, 1, NULL, 0, -EPROTO, "streams" },
-        { "symlink", TAR, { { .name = "good.txt", .text = "g" }, { .name = "l", .type = AE_IFLNK, .link = "/etc" } },
-          2, NULL, 0, -EPROTO, "symbolic links" },
-        { "zip symlink", ZIP, { { .name = "l", .type = AE_IFLNK, .link = "../../x" } }, 1, NULL, 0, -EPROTO,
-          "symbolic links" },
-        { "hardlink", TAR,
-          { { .name = "good.txt", .text = "g" }, { .name = "h", .hardlink = true, .link = "good.txt" } }, 2, NULL, 0,
-          -EPROTO, "hard links" },
-        { "char device", TAR, { { .name = "null", .type = AE_IFCHR } }, 1, NULL, 0, -EPROTO, "device files" },
-        { "block device", TAR, { { .name = "sda", .type = AE_IFBLK } }, 1, NULL, 0, -EPROTO, "device files" },
-        { "fifo", TAR, { { .name = "good.txt", .text = "g" }, { .name = "fifo", .type = AE_IFIFO } }, 2, NULL, 0,
-          -EPROTO, "FIFOs" },
-        { "duplicate", TAR, { { .name = "A.dll", .text = "a" }, { .name = "a.dll", .text = "b" } }, 2, NULL, 0,
-          -EPROTO, "case-insensitively" },
-        { "duplicate non-ASCII", ZIP, { { .name = "dir/Ärger.txt", .text = "a" }, { .name = "DIR/äRGER.TXT", .text = "b" } },
-          2, NULL, 0, -EPROTO, "same file" },
-        { "file and directory", TAR, { { .name = "x", .text = "a" }, { .name = "X/y", .text = "b" } }, 2, NULL, 0,
-          -EPROTO, "also used as a directory" },
-        { "reserved name", TAR, { { .name = "dir/con.txt", .text = "x" } }, 1, NULL, 0, -EPROTO, "Windows reserves" },
-        { "trailing dot", TAR, { { .name = "dir./x", .text = "x" } }, 1, NULL, 0, -EPROTO, "ending in a dot" },
-        { "wildcard", TAR, { { .name = "a*b", .text = "x" } }, 1, NULL, 0, -EPROTO, "< > \" | ? *" },
-        { "control character", TAR, { { .name = "a\nb", .text = "x" } }, 1, NULL, 0, -EPROTO, "control characters" },
-        { "empty component", TAR, { { .name = "a//b", .text = "x" } }, 1, NULL, 0, -EPROTO, "empty path" },
+        {"traversal",
+         TAR,
+         {{.name = "good.txt", .text = "g"}, {.name = "../x", .text = "x"}},
+         2,
+         NULL,
+         0,
+         -EPROTO,
+         "'..' are not allowed"},
+        {"nested traversal", TAR, {{.name = "a/../../x", .text = "x"}}, 1, NULL, 0, -EPROTO, "'..'"},
+        {"absolute",
+         TAR,
+         {{.name = "good.txt", .text = "g"}, {.name = "/etc/x", .text = "x"}},
+         2,
+         NULL,
+         0,
+         -EPROTO,
+         "absolute names"},
+        {"absolute backslash",
+         ZIP,
+         {{.name = "\\Windows\\x", .text = "x"}},
+         1,
+         NULL,
+         0,
+         -EPROTO,
+         "absolute names"},
+        {"drive letter", TAR, {{.name = "C:\\x", .text = "x"}}, 1, NULL, 0, -EPROTO, "drive letters"},
+        {"stream", ZIP, {{.name = "a.txt:evil", .text = "x"}}, 1, NULL, 0, -EPROTO, "streams"},
+        {"symlink",
+         TAR,
+         {{.name = "good.txt", .text = "g"}, {.name = "l", .type = AE_IFLNK, .link = "/etc"}},
+         2,
+         NULL,
+         0,
+         -EPROTO,
+         "symbolic links"},
+        {"zip symlink",
+         ZIP,
+         {{.name = "l", .type = AE_IFLNK, .link = "../../x"}},
+         1,
+         NULL,
+         0,
+         -EPROTO,
+         "symbolic links"},
+        {"hardlink",
+         TAR,
+         {{.name = "good.txt", .text = "g"}, {.name = "h", .hardlink = true, .link = "good.txt"}},
+         2,
+         NULL,
+         0,
+         -EPROTO,
+         "hard links"},
+        {"char device", TAR, {{.name = "null", .type = AE_IFCHR}}, 1, NULL, 0, -EPROTO, "device files"},
+        {"block device", TAR, {{.name = "sda", .type = AE_IFBLK}}, 1, NULL, 0, -EPROTO, "device files"},
+        {"fifo",
+         TAR,
+         {{.name = "good.txt", .text = "g"}, {.name = "fifo", .type = AE_IFIFO}},
+         2,
+         NULL,
+         0,
+         -EPROTO,
+         "FIFOs"},
+        {"duplicate",
+         TAR,
+         {{.name = "A.dll", .text = "a"}, {.name = "a.dll", .text = "b"}},
+         2,
+         NULL,
+         0,
+         -EPROTO,
+         "case-insensitively"},
+        {"duplicate non-ASCII",
+         ZIP,
+         {{.name = "dir/Ärger.txt", .text = "a"}, {.name = "DIR/äRGER.TXT", .text = "b"}},
+         2,
+         NULL,
+         0,
+         -EPROTO,
+         "same file"},
+        {"file and directory",
+         TAR,
+         {{.name = "x", .text = "a"}, {.name = "X/y", .text = "b"}},
+         2,
+         NULL,
+         0,
+         -EPROTO,
+         "also used as a directory"},
+        {"reserved name",
+         TAR,
+         {{.name = "dir/con.txt", .text = "x"}},
+         1,
+         NULL,
+         0,
+         -EPROTO,
+         "Windows reserves"},
+        {"trailing dot", TAR, {{.name = "dir./x", .text = "x"}}, 1, NULL, 0, -EPROTO, "ending in a dot"},
+        {"wildcard", TAR, {{.name = "a*b", .text = "x"}}, 1, NULL, 0, -EPROTO, "< > \" | ? *"},
+        {"control character",
+         TAR,
+         {{.name = "a\nb", .text = "x"}},
+         1,
+         NULL,
+         0,
+         -EPROTO,
+         "control characters"},
+        {"empty component", TAR, {{.name = "a//b", .text = "x"}}, 1, NULL, 0, -EPROTO, "empty path"},
         /* 100 MiB of zeros compress to ~100 KiB: over a 1 MiB max-size... */
-        { "bomb over max-size", TAR_GZ, { { .name = "zeros", .size = 100 * MiB, .zeros = true } }, 1, "1M", 0,
-          -EFBIG, "unpacks to more than 1048576 bytes" },
+        {"bomb over max-size",
+         TAR_GZ,
+         {{.name = "zeros", .size = 100 * MiB, .zeros = true}},
+         1,
+         "1M",
+         0,
+         -EFBIG,
+         "unpacks to more than 1048576 bytes"},
         /* ...and over 32 times its signed length without one... */
-        { "bomb over the ratio", TAR_GZ, { { .name = "zeros", .size = 100 * MiB, .zeros = true } }, 1, NULL, 0,
-          -EFBIG, "unpacks to more than" },
+        {"bomb over the ratio",
+         TAR_GZ,
+         {{.name = "zeros", .size = 100 * MiB, .zeros = true}},
+         1,
+         NULL,
+         0,
+         -EFBIG,
+         "unpacks to more than"},
         /* ...also when its local header does not say (zip, data descriptor). */
-        { "streamed bomb", ZIP,
-          { { .name = "good.txt", .text = "g" }, { .name = "zeros", .size = 100 * MiB, .zeros = true, .unset_size = true } },
-          2, "2M", 0, -EFBIG, "unpacks to more than 2097152 bytes" },
+        {"streamed bomb",
+         ZIP,
+         {{.name = "good.txt", .text = "g"},
+          {.name = "zeros", .size = 100 * MiB, .zeros = true, .unset_size = true}},
+         2,
+         "2M",
+         0,
+         -EFBIG,
+         "unpacks to more than 2097152 bytes"},
 };
 
 static uint32_t get32(const uint8_t *p) {
@@ -755,9 +858,8 @@ START_TEST(test_hostile) {
         make_archive(payload_file(target), h->kind, h->entries, h->n);
         snprintf(yaml, sizeof(yaml), HEAD "  - extract: {payload: %s, dest: Windows%s%s}\n", target,
                  h->max_size ? ", max-size: " : "", h->max_size ?: "");
-        apply_refused(yaml,
-                      (Signed[]){ { target, h->signed_length ?: file_size(payload_file(target)) } }, 1, h->error, 0,
-                      h->needle);
+        apply_refused(yaml, (Signed[]){{target, h->signed_length ?: file_size(payload_file(target))}}, 1,
+                      h->error, 0, h->needle);
 }
 END_TEST
 
@@ -765,19 +867,19 @@ END_TEST
  * descriptor and the central directory): the bytes actually decompressed
  * are what counts. */
 START_TEST(test_lying_bomb) {
-        const TestEntry e[] = { { .name = "zeros", .size = 100 * MiB, .zeros = true } };
+        const TestEntry e[] = {{.name = "zeros", .size = 100 * MiB, .zeros = true}};
 
         make_archive(payload_file("p/liar.zip"), ZIP, e, 1);
         zip_lie(payload_file("p/liar.zip"), 1000);
-        apply_refused(HEAD "  - extract: {payload: p/liar.zip, dest: Windows, max-size: 2M}\n", NULL, 0, -EFBIG, 0,
-                      "unpacks to more than 2097152 bytes");
+        apply_refused(HEAD "  - extract: {payload: p/liar.zip, dest: Windows, max-size: 2M}\n", NULL, 0,
+                      -EFBIG, 0, "unpacks to more than 2097152 bytes");
 }
 END_TEST
 
 /* A cabinet file names its files with '\': traversal in that spelling. */
 START_TEST(test_hostile_cab) {
-        static const char *const names[] = { "ok.txt", "..\\..\\evil.txt" };
-        static const char *const texts[] = { "ok", "evil" };
+        static const char *const names[] = {"ok.txt", "..\\..\\evil.txt"};
+        static const char *const texts[] = {"ok", "evil"};
 
         make_cab(payload_file("p/evil.cab"), names, texts, 2);
         apply_refused(HEAD "  - extract: {payload: p/evil.cab, dest: Windows}\n", NULL, 0, -EPROTO, 0,
@@ -842,8 +944,8 @@ END_TEST
  * earlier actions are left on the overlay for the caller to discard, but
  * the registry is not written. */
 START_TEST(test_later_action_fails) {
-        const TestEntry good[] = { { .name = "good.txt", .text = "g" } };
-        const TestEntry evil[] = { { .name = "../evil.txt", .text = "e" } };
+        const TestEntry good[] = {{.name = "good.txt", .text = "g"}};
+        const TestEntry evil[] = {{.name = "../evil.txt", .text = "e"}};
         _cleanup_free_ char *err = NULL;
         ApplyResult res = {};
         const char *raw;
@@ -852,7 +954,8 @@ START_TEST(test_later_action_fails) {
         make_archive(payload_file("p/good.tar"), TAR, good, 1);
         make_archive(payload_file("p/evil.tar"), TAR, evil, 1);
         ck_assert_int_eq(apply_yaml(overlay,
-                                    HEAD "  - registry-set: {hive: SOFTWARE, key: Contoso, name: v, type: REG_DWORD, value: 1}\n"
+                                    HEAD "  - registry-set: {hive: SOFTWARE, key: Contoso, name: v, type: "
+                                         "REG_DWORD, value: 1}\n"
                                          "  - extract: {payload: p/good.tar, dest: Temp}\n"
                                          "  - extract: {payload: p/evil.tar, dest: Temp}\n",
                                     NULL, 0, &res, &err),
@@ -864,8 +967,9 @@ START_TEST(test_later_action_fails) {
         raw = volume_raw();
         assert_file_text(raw, "Temp/good.txt", "g");
         assert_absent(raw, "evil.txt");
-        ck_assert_int_ne(hivexget(out, sizeof(out), hive_out(raw, "Windows/System32/config/SOFTWARE", "SOFTWARE"),
-                                  "Contoso", "v"),
+        ck_assert_int_ne(hivexget(out, sizeof(out),
+                                  hive_out(raw, "Windows/System32/config/SOFTWARE", "SOFTWARE"), "Contoso",
+                                  "v"),
                          0);
 }
 END_TEST
@@ -878,14 +982,20 @@ START_TEST(test_delete) {
         char out[4096];
 
         /* Case-insensitive, missing files fine (counted as not deleted). */
-        res = apply_ok(HEAD "  - delete: [windows/system32/drivers/DISK.SYS, 'Windows\\explorer.exe', Windows/none.dll, "
-                            "Nowhere/x.dll]\n",
-                       NULL, 0);
+        res = apply_ok(
+                HEAD
+                "  - delete: [windows/system32/drivers/DISK.SYS, 'Windows\\explorer.exe', Windows/none.dll, "
+                "Nowhere/x.dll]\n",
+                NULL, 0);
         ck_assert_uint_eq(res.files_deleted, 2);
         raw = volume_raw();
         assert_absent(raw, "Windows/System32/drivers/disk.sys");
         assert_absent(raw, "Windows/explorer.exe");
-        ck_assert_int_eq(run(out, sizeof(out), "ntfsls '%s' -p /Windows/System32/drivers | grep -v '^\\.\\.\\?$' | sort | tr '\\n' ' '", raw), 0);
+        ck_assert_int_eq(
+                run(out, sizeof(out),
+                    "ntfsls '%s' -p /Windows/System32/drivers | grep -v '^\\.\\.\\?$' | sort | tr '\\n' ' '",
+                    raw),
+                0);
         ck_assert_str_eq(out, "Ntfs.sys etc ");
         ck_assert_int_eq(run(out, sizeof(out), "ntfscat '%s' Windows/System32/hal.dll | head -c 2", raw), 0);
         ck_assert_str_eq(out, "MZ");
@@ -898,7 +1008,8 @@ START_TEST(test_delete_directory_refused) {
         _cleanup_free_ char *err = NULL;
         ApplyResult res = {};
 
-        ck_assert_int_eq(apply_yaml(overlay, HEAD "  - delete: [Windows/Temp]\n", NULL, 0, &res, &err), -EISDIR);
+        ck_assert_int_eq(apply_yaml(overlay, HEAD "  - delete: [Windows/Temp]\n", NULL, 0, &res, &err),
+                         -EISDIR);
         ck_assert_uint_eq(res.failed_action, 0);
         ck_assert_ptr_nonnull(strstr(err, "Windows/Temp is a directory"));
 }
@@ -911,17 +1022,27 @@ START_TEST(test_registry_set) {
         ApplyResult res;
         char out[4096];
 
-        res = apply_ok(HEAD
-                       "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\Contoso', name: Start, type: REG_DWORD, value: 3}\n"
-                       "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\Contoso', name: ImagePath, type: REG_EXPAND_SZ, value: '%SystemRoot%\\contoso.sys'}\n"
-                       "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\disk', name: Start, type: REG_DWORD, value: 4}\n"
-                       "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: Name, type: REG_SZ, value: 'Grüße'}\n"
-                       "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: '', type: REG_SZ, value: default}\n"
-                       "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: Servers, type: REG_MULTI_SZ, value: [a.example, b.example]}\n"
-                       "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: Big, type: REG_QWORD, value: 0x0123456789abcdef}\n"
-                       "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: Blob, type: REG_BINARY, value: '01,02,ff'}\n"
-                       "  - registry-set: {hive: 'NTUSER:" USER "', key: 'Control Panel\\Desktop', name: Wallpaper, type: REG_SZ, value: 'C:\\w.jpg'}\n",
-                       NULL, 0);
+        res = apply_ok(
+                HEAD
+                "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\Contoso', name: Start, "
+                "type: REG_DWORD, value: 3}\n"
+                "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\Contoso', name: ImagePath, "
+                "type: REG_EXPAND_SZ, value: '%SystemRoot%\\contoso.sys'}\n"
+                "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\disk', name: Start, type: "
+                "REG_DWORD, value: 4}\n"
+                "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: Name, type: REG_SZ, value: "
+                "'Grüße'}\n"
+                "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: '', type: REG_SZ, value: "
+                "default}\n"
+                "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: Servers, type: "
+                "REG_MULTI_SZ, value: [a.example, b.example]}\n"
+                "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: Big, type: REG_QWORD, "
+                "value: 0x0123456789abcdef}\n"
+                "  - registry-set: {hive: SOFTWARE, key: 'Contoso\\Agent', name: Blob, type: REG_BINARY, "
+                "value: '01,02,ff'}\n"
+                "  - registry-set: {hive: 'NTUSER:" USER
+                "', key: 'Control Panel\\Desktop', name: Wallpaper, type: REG_SZ, value: 'C:\\w.jpg'}\n",
+                NULL, 0);
         ck_assert_uint_eq(res.registry_changes, 9);
         ck_assert_uint_eq(res.actions_done, 9);
 
@@ -932,7 +1053,8 @@ START_TEST(test_registry_set) {
 
         ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\Contoso", "Start"), 0);
         ck_assert_str_eq(out, "3");
-        ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\Contoso", "ImagePath"), 0);
+        ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\Contoso", "ImagePath"),
+                         0);
         ck_assert_str_eq(out, "%SystemRoot%\\contoso.sys");
         ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\disk", "Start"), 0);
         ck_assert_str_eq(out, "4");
@@ -948,7 +1070,9 @@ START_TEST(test_registry_set) {
         ck_assert_int_eq(hivexget(out, sizeof(out), software, "Contoso\\Agent", "Name"), 0);
         ck_assert_str_eq(out, "Grüße");
         /* Windows' own values are still there. */
-        ck_assert_int_eq(hivexget(out, sizeof(out), software, "Microsoft\\Windows NT\\CurrentVersion", "ProductName"), 0);
+        ck_assert_int_eq(
+                hivexget(out, sizeof(out), software, "Microsoft\\Windows NT\\CurrentVersion", "ProductName"),
+                0);
         ck_assert_str_eq(out, "Windows 10 Pro");
 
         ck_assert_int_eq(hivexget(out, sizeof(out), ntuser, "Control Panel\\Desktop", "Wallpaper"), 0);
@@ -961,12 +1085,14 @@ START_TEST(test_registry_delete) {
         ApplyResult res;
         char out[4096];
 
-        res = apply_ok(HEAD
-                       "  - registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\disk', name: Group}\n"
-                       "  - registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\LanmanWorkstation'}\n"
-                       "  - registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\NoSuchService'}\n"
-                       "  - registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\disk', name: NoSuchValue}\n",
-                       NULL, 0);
+        res = apply_ok(
+                HEAD
+                "  - registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\disk', name: Group}\n"
+                "  - registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\LanmanWorkstation'}\n"
+                "  - registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\NoSuchService'}\n"
+                "  - registry-delete: {hive: SYSTEM, key: 'ControlSet001\\Services\\disk', name: "
+                "NoSuchValue}\n",
+                NULL, 0);
         ck_assert_uint_eq(res.registry_changes, 2);
         ck_assert_uint_eq(res.actions_done, 4);
 
@@ -975,7 +1101,8 @@ START_TEST(test_registry_delete) {
         ck_assert_int_ne(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\disk", "Group"), 0);
         ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\disk", "Start"), 0);
         ck_assert_str_eq(out, "0");
-        ck_assert_int_ne(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\LanmanWorkstation", NULL), 0);
+        ck_assert_int_ne(
+                hivexget(out, sizeof(out), system, "ControlSet001\\Services\\LanmanWorkstation", NULL), 0);
         ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\Ntfs", "Start"), 0);
         ck_assert_str_eq(out, "3");
 }
@@ -986,11 +1113,14 @@ START_TEST(test_registry_missing_hive) {
         _cleanup_free_ char *err = NULL;
         ApplyResult res = {};
 
-        ck_assert_int_eq(apply_yaml(overlay,
-                                    HEAD "  - registry-set: {hive: SOFTWARE, key: A, name: v, type: REG_DWORD, value: 1}\n"
-                                         "  - registry-set: {hive: 'NTUSER:nobody', key: A, name: v, type: REG_DWORD, value: 1}\n",
-                                    NULL, 0, &res, &err),
-                         -ENOENT);
+        ck_assert_int_eq(
+                apply_yaml(overlay,
+                           HEAD
+                           "  - registry-set: {hive: SOFTWARE, key: A, name: v, type: REG_DWORD, value: 1}\n"
+                           "  - registry-set: {hive: 'NTUSER:nobody', key: A, name: v, type: REG_DWORD, "
+                           "value: 1}\n",
+                           NULL, 0, &res, &err),
+                -ENOENT);
         ck_assert_uint_eq(res.failed_action, 1);
         ck_assert_ptr_nonnull(strstr(err, "Users/nobody/NTUSER.DAT"));
         /* Nothing committed: the disk is as it was. */
@@ -1042,11 +1172,11 @@ START_TEST(test_stage_package) {
 
         write_host_file(payload_file("payloads/agent.msi"), msi, strlen(msi));
         write_host_file(payload_file("payloads/fix.cmd"), "@echo fixed\r\n", 13);
-        res = apply_ok(HEAD
-                       "  - delete: [Windows/none.dll]\n"
-                       "  - stage-package: {payload: payloads/agent.msi, command: 'msiexec /i agent.msi /qn /l*v %TEMP%\\agent.log'}\n"
-                       "  - stage-package: {payload: payloads/fix.cmd, command: 'call fix.cmd'}\n",
-                       (Signed[]){ { "payloads/agent.msi", strlen(msi) }, { "payloads/fix.cmd", 13 } }, 2);
+        res = apply_ok(HEAD "  - delete: [Windows/none.dll]\n"
+                            "  - stage-package: {payload: payloads/agent.msi, command: 'msiexec /i "
+                            "agent.msi /qn /l*v %TEMP%\\agent.log'}\n"
+                            "  - stage-package: {payload: payloads/fix.cmd, command: 'call fix.cmd'}\n",
+                       (Signed[]){{"payloads/agent.msi", strlen(msi)}, {"payloads/fix.cmd", 13}}, 2);
         ck_assert_uint_eq(res.actions_done, 3);
 
         raw = volume_raw();
@@ -1066,13 +1196,18 @@ START_TEST(test_stage_package) {
         ck_assert_str_eq(out, "0");
 
         system = hive_out(raw, "Windows/System32/config/SYSTEM", "SYSTEM");
-        ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\oobfirstboot", "Start"), 0);
+        ck_assert_int_eq(
+                hivexget(out, sizeof(out), system, "ControlSet001\\Services\\oobfirstboot", "Start"), 0);
         ck_assert_str_eq(out, "2");
-        ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\oobfirstboot", "Type"), 0);
+        ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\oobfirstboot", "Type"),
+                         0);
         ck_assert_str_eq(out, "16");
-        ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\oobfirstboot", "ImagePath"), 0);
+        ck_assert_int_eq(
+                hivexget(out, sizeof(out), system, "ControlSet001\\Services\\oobfirstboot", "ImagePath"), 0);
         ck_assert_str_eq(out, FIRSTBOOT_IMAGE_PATH);
-        ck_assert_int_eq(hivexget(out, sizeof(out), system, "ControlSet001\\Services\\oobfirstboot", "ObjectName"), 0);
+        ck_assert_int_eq(
+                hivexget(out, sizeof(out), system, "ControlSet001\\Services\\oobfirstboot", "ObjectName"),
+                0);
         ck_assert_str_eq(out, "LocalSystem");
 
         /* Read offline: both pending. */
@@ -1088,7 +1223,8 @@ START_TEST(test_stage_package) {
 
         /* A boot ran the first and died in the second; then a later patch
          * queues again: its number follows the results'. */
-        simulate_boot("000001-kb-4711-2", "exit=1603\r\nstart=Sat 11/21/2026  3:00:01.10\r\nend=Sat 11/21/2026  3:00:09.52\r\n",
+        simulate_boot("000001-kb-4711-2",
+                      "exit=1603\r\nstart=Sat 11/21/2026  3:00:01.10\r\nend=Sat 11/21/2026  3:00:09.52\r\n",
                       "000002-kb-4711-3");
         apply_ok("format: oob-patch/1\nid: next.patch\nversion: 1\nactions:\n"
                  "  - stage-package: {payload: payloads/fix.cmd, command: 'call fix.cmd'}\n",
@@ -1118,7 +1254,7 @@ END_TEST
 /* ---- volumes that must not be written --------------------------------------------- */
 
 START_TEST(test_refused_volumes) {
-        static const char *const variants[] = { "hibernated", "dirty" };
+        static const char *const variants[] = {"hibernated", "dirty"};
 
         for (size_t i = 0; i < ELEMENTSOF(variants); i++) {
                 _cleanup_(offline_disk_closep) OfflineDisk *d = NULL;
@@ -1129,8 +1265,11 @@ START_TEST(test_refused_volumes) {
 
                 snprintf(image, sizeof(image), "%s/%s.qcow2", scratch, variants[i]);
                 make_disk(image, variants[i]);
-                ck_assert_int_eq(run(before, sizeof(before), "qemu-img convert -O raw '%s' '%s.raw' && sha256sum < '%s.raw' && rm -f '%s.raw'",
-                                     image, image, image, image), 0);
+                ck_assert_int_eq(run(before, sizeof(before),
+                                     "qemu-img convert -O raw '%s' '%s.raw' && sha256sum < '%s.raw' && rm "
+                                     "-f '%s.raw'",
+                                     image, image, image, image),
+                                 0);
 
                 ck_assert_int_eq(offline_disk_open(image, true, false, &d), 0);
                 ck_assert_int_eq(disk_find_windows(d, &p), 0);
@@ -1139,20 +1278,24 @@ START_TEST(test_refused_volumes) {
                 ck_assert_str_eq(volume_refusal_to_string(refusal), variants[i]);
                 d = offline_disk_close(d);
 
-                ck_assert_int_eq(run(after, sizeof(after), "qemu-img convert -O raw '%s' '%s.raw' && sha256sum < '%s.raw' && rm -f '%s.raw'",
-                                     image, image, image, image), 0);
+                ck_assert_int_eq(run(after, sizeof(after),
+                                     "qemu-img convert -O raw '%s' '%s.raw' && sha256sum < '%s.raw' && rm "
+                                     "-f '%s.raw'",
+                                     image, image, image, image),
+                                 0);
                 ck_assert_str_eq(before, after);
         }
 }
 END_TEST
 
 START_TEST(test_describe) {
-        _cleanup_(patch_manifest_freep) PatchManifest *m = parse(
-                HEAD "  - extract: {payload: p/a.tar, dest: Windows}\n"
-                     "  - delete: [a, b, c]\n"
-                     "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\foo', name: Start, type: REG_DWORD, value: 3}\n"
-                     "  - registry-delete: {hive: SOFTWARE, key: 'Vendor\\Old'}\n"
-                     "  - stage-package: {payload: p/agent.msi, command: x}\n");
+        _cleanup_(patch_manifest_freep) PatchManifest *m =
+                parse(HEAD "  - extract: {payload: p/a.tar, dest: Windows}\n"
+                           "  - delete: [a, b, c]\n"
+                           "  - registry-set: {hive: SYSTEM, key: 'ControlSet001\\Services\\foo', name: "
+                           "Start, type: REG_DWORD, value: 3}\n"
+                           "  - registry-delete: {hive: SOFTWARE, key: 'Vendor\\Old'}\n"
+                           "  - stage-package: {payload: p/agent.msi, command: x}\n");
         static const char *const want[] = {
                 "extract p/a.tar to Windows",
                 "delete a and 2 more",
