@@ -243,3 +243,66 @@ void jw_kv_string(JsonWriter *w, const char *key, const char *s);
 void jw_kv_int(JsonWriter *w, const char *key, int64_t v);
 void jw_kv_uint(JsonWriter *w, const char *key, uint64_t v);
 void jw_kv_bool(JsonWriter *w, const char *key, bool v);
+
+/* ---- configuration files (config.c; added by the "oobd" helper) --------- */
+
+/*
+ * An ini-style configuration file, parsed strictly against a table:
+ *
+ *     # a comment (also ';'), only as the first non-blank character of a line
+ *     [section]
+ *     key = value
+ *
+ * Blanks around section names, keys and values are dropped; the value is
+ * the rest of the line taken verbatim (no quotes, escapes or trailing
+ * comments, so "url = https://h/x#y" keeps its '#'). An empty value hands
+ * "" to the parser (the string parsers then reset to unset, NULL).
+ *
+ * Refused, with -EPROTO and one message "FILE:LINE: what is wrong" in
+ * *ret_error: a line that is neither blank, a comment, "[section]" nor
+ * "key = value"; an assignment before the first section; an unknown
+ * section or key; a key given twice in the same section (the message names
+ * the first line); a NUL byte; a value its parser refuses. The file may be
+ * at most CONFIG_FILE_MAX bytes (-EFBIG). A missing file is -ENOENT (the
+ * caller decides whether defaults will do). Values parsed before an error
+ * stay in the target: load into a scratch copy and keep it only on success.
+ */
+#define CONFIG_FILE_MAX (1024U * 1024U)
+
+/*
+ * A value parser: store value into data (the target field). On -EINVAL it
+ * sets *ret_expected to what a valid value looks like ("yes or no"), for
+ * the message; -ERANGE for a number out of range; -ENOMEM.
+ */
+typedef int (*ConfigParser)(const char *value, void *data, const char **ret_expected);
+
+typedef struct ConfigItem {
+        const char *section;
+        const char *key;
+        ConfigParser parse;
+        size_t offset;                 /* of the target field within the struct passed as base */
+} ConfigItem;
+
+/* Parse the file at path into base (a struct whose fields the items' offsets name). */
+int config_parse_file(const char *path, const ConfigItem *items, size_t n_items, void *base, char **ret_error);
+/* The same for text in memory; name is used in messages ("FILE:LINE"). */
+int config_parse_text(const char *name, const char *text, size_t size, const ConfigItem *items, size_t n_items,
+                      void *base, char **ret_error);
+
+/* The value parsers, each named after its target type: */
+int config_parse_string(const char *value, void *data, const char **ret_expected);   /* char *; "" -> NULL */
+int config_parse_path(const char *value, void *data, const char **ret_expected);     /* char *, absolute; "" -> NULL */
+int config_parse_bool(const char *value, void *data, const char **ret_expected);     /* bool: yes/no, true/false, on/off, 1/0 */
+int config_parse_unsigned(const char *value, void *data, const char **ret_expected); /* unsigned */
+int config_parse_uint64(const char *value, void *data, const char **ret_expected);   /* uint64_t */
+/* uint64_t bytes: "4096", "512K", "10M", "1G", "2T" (powers of 1024; "KiB", "MiB", ... too). */
+int config_parse_bytes(const char *value, void *data, const char **ret_expected);
+/* unsigned seconds: "90", "90s", "5min", "2h", "1d", "1h 30min" (units s, sec, m, min, h, d). */
+int config_parse_seconds(const char *value, void *data, const char **ret_expected);
+/* char **, NULL-terminated: words separated by blanks or commas; "" -> NULL (empty list). */
+int config_parse_strv(const char *value, void *data, const char **ret_expected);
+
+/* The inverse for --dump-config style output: the shortest exact spelling
+ * ("90s" -> "90s", 600 -> "10min", 1048576 -> "1M", 0 -> "0"). NULL on OOM. */
+char *config_format_seconds(unsigned seconds);
+char *config_format_bytes(uint64_t bytes);
