@@ -189,3 +189,92 @@ int crash_history_load(const char *state_dir, CrashRecord **ret, size_t *ret_n);
 void crash_history_free(CrashRecord *r, size_t n);
 /* The alert raised by the guard, or -ENOENT. */
 int guard_alert_read(const char *state_dir, char **ret_text);
+
+/* -- added by the guard helper (trial.c, guard.c, history.c) ------------------ */
+
+/* Journal MESSAGE_IDs (listed with their explanation in recovery/oob.catalog). */
+#define OOB_MESSAGE_DESKTOP_CRASHED "a12ad3b928fe46b6996984a6ec45b875"   /* a crash or watchdog event */
+#define OOB_MESSAGE_GUARD_REVERTED "26c8940fdc844a8fb5c9f4e0e9890bdb"    /* crash loop: reverted to known-good */
+#define OOB_MESSAGE_GUARD_ALERT "6fba3d099b4d405bbfcc31acfd83c63d"       /* crash loop not fixed: helpdesk alert */
+#define OOB_MESSAGE_TRIAL_VERDICT "cd7554d695704590b07abf4fd62d4637"     /* a trial boot's verdict */
+
+/*
+ * The trial's knobs, for callers that need more than trial_start()'s two
+ * (and for tests: the agent ping is a field, desktop_agent_ping by default).
+ * The ping runs on the loop and blocks it for up to ping_timeout_sec when
+ * the agent does not answer (libvirt's agent calls are synchronous).
+ * trial_options_init() fills in the defaults that trial_start() uses:
+ * a ping every second with a 1 s timeout, a hang after 3 missed pings in a
+ * row once the agent has answered, 2 guest reboots allowed after the agent
+ * answered (each restarts the boot timeout; one more is a failure,
+ * TRIAL_FAILURE_STOPPED). Reboots before the first answer only run down the
+ * boot timeout.
+ */
+typedef int (*TrialPingFunction)(Desktop *d, unsigned timeout_sec, void *userdata);
+typedef struct TrialOptions {
+        uint64_t boot_timeout_usec;
+        uint64_t stability_usec;
+        uint64_t ping_interval_usec;
+        unsigned ping_timeout_sec;
+        unsigned max_missed_pings;
+        unsigned max_reboots;
+        TrialPingFunction ping;        /* NULL: desktop_agent_ping() (then d must not be NULL) */
+        void *ping_userdata;
+} TrialOptions;
+void trial_options_init(TrialOptions *o, unsigned boot_timeout_sec, unsigned stability_sec);
+/* As trial_start(); d may be NULL when o->ping is set and never looks at it.
+ * The verdict passed to done() (and its crash.reason) is valid during the
+ * call only; done() may free the trial. */
+int trial_start_full(sd_event *e, Desktop *d, const TrialOptions *o, TrialDoneCallback done, void *userdata,
+                     Trial **ret);
+/* The verdict so far (TRIAL_PENDING until done() was called). */
+const TrialVerdict *trial_verdict(const Trial *t);
+/* One line for people and logs: "passed (boot 5.2 s)", "failed: crash, STOP 0x0000007e (...)". */
+int trial_verdict_format(const TrialVerdict *v, char **ret);
+void trial_verdict_done(TrialVerdict *v);
+
+/*
+ * history.c: history.json in the state dir, shared by the guard and oobctl,
+ * written atomically under a lock file (history.lock), capped at the newest
+ * CRASH_HISTORY_MAX records. The format (version 1):
+ *
+ *   { "version": 1,
+ *     "crashes": [ { "usec": 1700000000000000,         CLOCK_REALTIME, microseconds
+ *                    "type": "crashed" | "watchdog",
+ *                    "stop_code": "0x7e" | null,       null when the STOP code is unknown
+ *                    "params": ["0x..", "0x..", "0x..", "0x.."] | null,
+ *                    "reason": "pvpanic" | null,
+ *                    "snapshot": "3" | null,
+ *                    "action": "restarted" } ... ],    oldest first
+ *     "last_trial": { "usec": ..., "result": "failed", "failure": "crash",
+ *                     "stop_code": ..., "params": ..., "reason": ...,
+ *                     "boot_usec": ... } | absent }
+ *
+ * An unreadable file is kept as history.json.bad and a new one started.
+ * Loading: -ENOENT none yet (crash_history_load() returns 0 records then),
+ * -EPROTO malformed.
+ */
+#define CRASH_HISTORY_MAX 200
+int crash_history_append(const char *state_dir, const CrashRecord *r);
+void crash_record_done(CrashRecord *r);
+int trial_verdict_save(const char *state_dir, const TrialVerdict *v, int64_t usec);
+/* The last saved verdict; -ENOENT when none. */
+int trial_verdict_load(const char *state_dir, TrialVerdict *ret, int64_t *ret_usec);
+
+/*
+ * guard.c. Actions, as recorded in CrashRecord.action: "none" (the desktop
+ * was running again, or an alert is pending), "restarted", "reverted to ID",
+ * "alert: CAUSE", "failed: CAUSE".
+ *
+ * The desktop steps the guard takes, a table so tests can run the policy
+ * without libvirt (guard_new() uses the hv functions on its Desktop).
+ */
+typedef struct GuardDesktopOps {
+        int (*state)(Desktop *d, DesktopState *ret);
+        int (*destroy)(Desktop *d);
+        int (*set_system_disk)(Desktop *d, const char *path);
+        int (*start)(Desktop *d);
+} GuardDesktopOps;
+void guard_set_desktop_ops(Guard *g, const GuardDesktopOps *ops);
+/* Remove a raised alert (the guard acts on crashes again); 0 also when none. */
+int guard_alert_clear(const char *state_dir);
