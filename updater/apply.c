@@ -856,7 +856,8 @@ static int action_extract(Apply *ap, const PatchAction *a) {
         /* libarchive converts names through the current locale, and in
          * the C locale drops UTF-8 names (zip's, pax's) it cannot convert:
          * read in C.UTF-8, on this thread only, whatever the process'. */
-        _cleanup_(uselocale_restore) locale_t old = fold_locale() ? uselocale(fold_locale()) : (locale_t) 0;
+        _cleanup_(uselocale_restore) _unused_ locale_t old =
+                fold_locale() ? uselocale(fold_locale()) : (locale_t) 0;
         uint64_t length, cap;
         size_t entries = 0;
         int r;

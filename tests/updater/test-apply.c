@@ -211,7 +211,7 @@ static void uselocale_restore(locale_t *old) {
 
 static void make_archive(const char *path, ArchiveKind kind, const TestEntry *entries, size_t n) {
         locale_t utf8 = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t) 0);
-        _cleanup_(uselocale_restore) locale_t old = uselocale(utf8);
+        _cleanup_(uselocale_restore) _unused_ locale_t old = uselocale(utf8);
         _cleanup_(archive_write_freep) struct archive *a = archive_write_new();
 
         ck_assert_ptr_nonnull(utf8);
