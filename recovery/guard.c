@@ -192,6 +192,7 @@ static bool alert_raised(const Guard *g) {
 
 int guard_alert_read(const char *state_dir, char **ret_text) {
         _cleanup_free_ char *p = NULL;
+        size_t size;
 
         assert_return(state_dir, -EINVAL);
         assert_return(ret_text, -EINVAL);
@@ -199,7 +200,7 @@ int guard_alert_read(const char *state_dir, char **ret_text) {
         p = alert_path(state_dir);
         if (!p)
                 return -ENOMEM;
-        return read_full_file(p, ALERT_MAX_BYTES, ret_text, NULL);
+        return read_full_file(p, ALERT_MAX_BYTES, ret_text, &size);
 }
 
 int guard_alert_clear(const char *state_dir) {
