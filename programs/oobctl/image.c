@@ -217,7 +217,7 @@ static void print_json(const Inspection *i) {
                         jw_kv_uint(w, "size", i->state.size);
                         jw_kv_uint(w, "free", i->state.free);
                         jw_kv_string(w, "ntfs_version", version);
-                } else
+                } else if (i->state.refusal == VOLUME_OK)
                         jw_kv_string(w, "error", oobctl_error_cause(i->volume_error));
                 jw_end_object(w);
         }

@@ -10,7 +10,7 @@
 #   - a bad one (a hostile archive after a registry change) refused with one
 #     message naming the disk, the action and the cause, and the active disk
 #     unchanged byte for byte;
-#   - hibernated and dirty disks refused with the advice, unchanged;
+#   - hibernated, dirty and BitLocker disks refused with the advice, unchanged;
 #   - oobctl SIGKILLed in the middle of an apply (while it writes files,
 #     and at the catalog's promote hook): the active disk is unchanged and
 #     the next catalog open leaves no staging overlay behind;
@@ -195,23 +195,25 @@ volume "$(active "$dir")" "$tmp/win.raw"
 ok "hostile archives and a wrong build refused, the active disk unchanged"
 
 # ---- volumes that must not be written ----------------------------------------------------
-for variant in hibernated dirty; do
+for variant in hibernated dirty bitlocker; do
 	"$mwd" "$tmp/$variant.qcow2" --size 256M --variant "$variant" >/dev/null
 	"$oobctl" snapshot --dir "$tmp/$variant" init "$tmp/$variant.qcow2" 2>/dev/null
 	old=$(digest "$(active "$tmp/$variant")")
 	case $variant in
 	hibernated) advice="Windows is hibernated or shut down with Fast Startup; boot it and shut it down fully (shutdown /s /t 0), or disable Fast Startup, then retry." ;;
 	dirty) advice="The NTFS volume was not shut down cleanly or is marked for a check; boot Windows, let it check the disk (chkdsk C: /f), shut it down fully (shutdown /s /t 0), then retry." ;;
+	bitlocker) advice="The volume is encrypted with BitLocker, which cannot be read or patched offline; decrypt it (manage-bde -off C:) or apply the change from within Windows." ;;
 	esac
-	refused "$tmp/$variant" "$tmp/good.yaml" \
-		"oobctl: $tmp/$variant: apply $tmp/good.yaml: mount the Windows volume (partition 3): $variant: $advice"
+	step="mount the Windows volume (partition 3): $variant"
+	[ "$variant" != bitlocker ] || step="find the Windows volume"
+	refused "$tmp/$variant" "$tmp/good.yaml" "oobctl: $tmp/$variant: apply $tmp/good.yaml: $step: $advice"
 	same "$(digest "$(active "$tmp/$variant")")" "$old" "$variant disk after the refusal"
 	no_leftovers "$variant" "$tmp/$variant"
 	"$oobctl" image inspect "$tmp/$variant" --json >"$tmp/inspect.json"
 	same "$(json "$tmp/inspect.json" '[d.windows_volume.state, d.windows_volume.patchable].join(" ")')" \
 		"$variant false" "image inspect of the $variant disk"
 done
-ok "hibernated and dirty volumes refused, unchanged"
+ok "hibernated, dirty and BitLocker volumes refused, unchanged"
 
 # ---- killed in the middle ------------------------------------------------------------------
 # Many files, so that the apply takes a while and can be caught writing.
