@@ -429,3 +429,34 @@ int trial_verdict_load(const char *state_dir, TrialVerdict *ret, int64_t *ret_us
         v = (TrialVerdict) {};
         return 0;
 }
+
+/* alert.json is written by guard.c (lib's JSON writer); read back here,
+ * where the parser is. */
+int guard_alert_summary(const char *state_dir, char **ret_cause, int64_t *ret_usec) {
+        _cleanup_free_ char *text = NULL, *cause = NULL;
+        _cleanup_json_ json_t *doc = NULL;
+        int64_t usec;
+        int r;
+
+        assert_return(state_dir, -EINVAL);
+        assert_return(ret_cause, -EINVAL);
+
+        r = guard_alert_read(state_dir, &text);
+        if (r < 0)
+                return r;
+        doc = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(doc))
+                return -EPROTO;
+        r = parse_int(doc, "usec", &usec);
+        if (r < 0)
+                return r;
+        r = parse_text(doc, "cause", &cause);
+        if (r < 0)
+                return r;
+        if (!cause)
+                return -EPROTO;
+        if (ret_usec)
+                *ret_usec = usec;
+        *ret_cause = TAKE_PTR(cause);
+        return 0;
+}

@@ -278,3 +278,6 @@ typedef struct GuardDesktopOps {
 void guard_set_desktop_ops(Guard *g, const GuardDesktopOps *ops);
 /* Remove a raised alert (the guard acts on crashes again); 0 also when none. */
 int guard_alert_clear(const char *state_dir);
+/* (history.c) The raised alert's cause and time; -ENOENT when none, -EPROTO
+ * when alert.json is unreadable. */
+int guard_alert_summary(const char *state_dir, char **ret_cause, int64_t *ret_usec);
