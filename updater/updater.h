@@ -320,3 +320,75 @@ int outbox_queue(Outbox *o, const char *key, const char *json);
 int outbox_resume(Outbox *o);
 /* Reports still waiting for delivery. */
 size_t outbox_pending(const Outbox *o);
+
+/* ---- additions by the "outbox" helper (updater/report.c) ------------------ */
+
+/*
+ * The outbox in detail (the contract above still holds):
+ *
+ * Files. OUTBOX_DIR (created 0700) holds one file per waiting report,
+ * "<name>.json", mode 0600, written with write_file_atomic_at() before the
+ * first attempt; <name> is the key with every byte outside [A-Za-z0-9_.-]
+ * (and a leading '.') written as %XX, so any key is one safe file name and
+ * temp files (".#...") never look like reports. Reports the server refused
+ * go to OUTBOX_DIR/rejected/ (at most OUTBOX_REJECTED_MAX, oldest removed).
+ * At most OUTBOX_MAX_REPORTS wait (outbox_set_max_reports()); queuing one
+ * more drops the oldest with a journal warning (OOB_MESSAGE_REPORT_DROPPED),
+ * so months offline cannot fill the disk.
+ *
+ * Keys. 1..OUTBOX_KEY_MAX printable ASCII characters, no spaces (-EINVAL
+ * otherwise), e.g. "<transaction id>-<outcome>". FetchRequest carries no
+ * request headers, so there is no "Idempotency-Key:" header: the key is sent
+ * twice instead, as the URL query "?key=<percent-encoded key>" ('&' when the
+ * endpoint has a query already) and as the member "idempotency_key" that
+ * outbox_queue() sets in the JSON object (replacing one already there). A
+ * server dedupes by that member. The body sent is exactly the file's bytes.
+ *
+ * outbox_queue(): json must be one JSON object of at most OUTBOX_REPORT_MAX
+ * bytes (-EPROTO not an object or not JSON, -EFBIG too big). Returns 1 when
+ * the report was persisted, 0 when that key was already waiting (in memory
+ * or as a file, which is kept unchanged and, if it was not queued yet, is
+ * picked up now). A key whose report was already delivered is sent again:
+ * the server's dedup answers that. Sending starts at once unless a retry
+ * is pending; errors of sending never reach the caller (they are retried).
+ *
+ * Delivery, one report at a time, oldest (file mtime, then queue order)
+ * first; POST, Content-Type application/json:
+ *   2xx                 delivered: the file is removed (directory fsynced);
+ *   other 4xx           the server calls it malformed: moved to rejected/
+ *                       with a warning (OOB_MESSAGE_REPORT_REJECTED), never
+ *                       retried; but 401, 403, 404 (endpoint or credentials
+ *                       wrong: true for every report, so rejecting would
+ *                       empty the outbox), 408 and 429 are retried;
+ *   5xx, 3xx, no answer, network errors, an attempt over its timeout
+ *                       (default OUTBOX_ATTEMPT_TIMEOUT_USEC; the job is
+ *                       cancelled): retried after a delay drawn uniformly
+ *                       from [0, min(cap, base * 2^(failures-1))] ("full
+ *                       jitter"), base 5 s, cap 1 h by default. Timers are
+ *                       CLOCK_BOOTTIME sources on the loop (time asleep
+ *                       counts). Any delivery or rejection resets the count.
+ * The fetcher f must be attached to the loop e by the caller
+ * (fetcher_attach_event()) and outlive the outbox; outbox_free() cancels a
+ * transfer in flight (its file stays for the next outbox_resume()).
+ *
+ * outbox_resume() picks up every "*.json" in OUTBOX_DIR not yet queued
+ * (names that are not canonical escaped keys are left alone), removes temp
+ * files left by a killed write, applies the size cap, and returns how many
+ * reports it added.
+ */
+#define OUTBOX_KEY_MAX 80
+#define OUTBOX_REPORT_MAX (64U * 1024U)
+#define OUTBOX_MAX_REPORTS 1000U
+#define OUTBOX_REJECTED_MAX 100U
+#define OUTBOX_BACKOFF_BASE_USEC (5ULL * 1000000ULL)
+#define OUTBOX_BACKOFF_CAP_USEC (3600ULL * 1000000ULL)
+#define OUTBOX_ATTEMPT_TIMEOUT_USEC (60ULL * 1000000ULL)
+
+/* Journal MESSAGE_IDs (to be listed in the catalog with the guard's). */
+#define OOB_MESSAGE_REPORT_DROPPED "8612d668b1a34682ba5c37d309c2989e"  /* outbox full: oldest dropped */
+#define OOB_MESSAGE_REPORT_REJECTED "6088c60e81ca47cc9e300d71dd57c1d3" /* server refused a report (4xx) */
+
+/* Knobs, mostly for tests; 0 restores a default. base <= cap. */
+int outbox_set_backoff(Outbox *o, uint64_t base_usec, uint64_t cap_usec);
+int outbox_set_attempt_timeout(Outbox *o, uint64_t usec);
+int outbox_set_max_reports(Outbox *o, size_t n);
