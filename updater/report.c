@@ -30,7 +30,7 @@
 
 typedef struct OutboxItem {
         char *key;
-        char *name;    /* file name in the outbox directory */
+        char *name;     /* file name in the outbox directory */
         uint64_t mtime; /* nanoseconds since the epoch: the order of sending */
         uint64_t seq;   /* ties (same mtime) in the order they were queued */
 } OutboxItem;
@@ -309,7 +309,8 @@ static void outbox_stamp(Outbox *o, const char *name) {
                 newest = MAX(newest, o->items[i]->mtime);
         if (t <= newest)
                 t = newest + 1000;
-        ts[1] = (struct timespec){.tv_sec = (time_t) (t / 1000000000ULL), .tv_nsec = (long) (t % 1000000000ULL)};
+        ts[1] = (struct timespec){.tv_sec = (time_t) (t / 1000000000ULL),
+                                  .tv_nsec = (long) (t % 1000000000ULL)};
         ts[0] = (struct timespec){.tv_nsec = UTIME_OMIT};
         (void) utimensat(o->dir_fd, name, ts, AT_SYMLINK_NOFOLLOW);
 }
@@ -444,12 +445,14 @@ static void outbox_retry_later(Outbox *o, int error, long http_status) {
 
         /* A wrong endpoint or credentials will not fix itself: say so once. */
         if (o->failures == 1 && (http_status == 401 || http_status == 403 || http_status == 404))
-                log_warning("Report endpoint %s answered HTTP %ld; reports wait and are retried", o->endpoint,
-                            http_status);
+                log_warning("Report endpoint %s answered HTTP %ld; reports wait and are retried",
+                            o->endpoint, http_status);
         else
-                log_debug_errno(error, "Report delivery to %s failed (HTTP %ld, attempt %u): %m; retrying in %" PRIu64
-                                       " ms",
-                                o->endpoint, http_status, o->failures, delay / 1000);
+                log_debug_errno(
+                        error,
+                        "Report delivery to %s failed (HTTP %ld, attempt %u): %m; retrying in %" PRIu64
+                        " ms",
+                        o->endpoint, http_status, o->failures, delay / 1000);
 
         assert(!o->retry_timer);
         r = sd_event_now(o->event, CLOCK_BOOTTIME, &now);
@@ -613,6 +616,12 @@ int outbox_new(sd_event *e, Fetcher *f, const char *outbox_dir, const char *endp
         o->endpoint = strdup(endpoint_url);
         if (!o->dir || !o->endpoint)
                 return -ENOMEM;
+
+        /* Reports go out on the daemon's loop: the fetcher drives e (a no-op
+         * when it already does, -EBUSY when it drives another loop). */
+        r = fetcher_attach_event(f, e);
+        if (r < 0)
+                return r;
 
         r = mkdir_p(outbox_dir, 0700);
         if (r < 0)

@@ -367,9 +367,10 @@ size_t outbox_pending(const Outbox *o);
  *                       jitter"), base 5 s, cap 1 h by default. Timers are
  *                       CLOCK_BOOTTIME sources on the loop (time asleep
  *                       counts). Any delivery or rejection resets the count.
- * The fetcher f must be attached to the loop e by the caller
- * (fetcher_attach_event()) and outlive the outbox; outbox_free() cancels a
- * transfer in flight (its file stays for the next outbox_resume()).
+ * outbox_new() attaches f to e (fetcher_attach_event(): nothing to do when
+ * the caller did already, -EBUSY when f drives another loop); f must
+ * outlive the outbox. outbox_free() cancels a transfer in flight (its file
+ * stays for the next outbox_resume()).
  *
  * outbox_resume() picks up every "*.json" in OUTBOX_DIR not yet queued
  * (names that are not canonical escaped keys are left alone), removes temp

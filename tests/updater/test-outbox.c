@@ -68,8 +68,9 @@ static _printf_(2, 3) void server_start(Server *s, const char *fmt, ...) {
         vsnprintf(args, sizeof(args), fmt, ap);
         va_end(ap);
         server_script(script, sizeof(script));
-        ck_assert_int_lt(snprintf(cmd, sizeof(cmd), "exec node '%s' --store '%s/store.jsonl' --max-seconds 60 %s",
-                                  script, tmpdir, args),
+        ck_assert_int_lt(snprintf(cmd, sizeof(cmd),
+                                  "exec node '%s' --store '%s/store.jsonl' --max-seconds 60 %s", script,
+                                  tmpdir, args),
                          (int) sizeof(cmd));
         memset(s, 0, sizeof(*s));
         s->p = popen(cmd, "r");
@@ -171,7 +172,7 @@ static void env_new(Env *env, const char *endpoint, const char *ca_file) {
         memset(env, 0, sizeof(*env));
         ck_assert_int_ge(sd_event_new(&env->e), 0);
         ck_assert_int_eq(fetcher_new(&(FetchOptions){.ca_file = ca_file}, &env->f), 0);
-        ck_assert_int_eq(fetcher_attach_event(env->f, env->e), 0);
+        /* outbox_new() attaches the fetcher to the loop. */
         ck_assert_int_eq(outbox_new(env->e, env->f, outdir, endpoint, &env->o), 0);
         /* Tests do not wait seconds: 20 ms base, 100 ms cap. */
         ck_assert_int_eq(outbox_set_backoff(env->o, 20 * 1000, 100 * 1000), 0);
@@ -258,8 +259,9 @@ START_TEST(test_delivered_exactly_once) {
                 ck_assert_int_eq(stat(p, &st), 0);
                 ck_assert_uint_eq(st.st_mode & 07777, 0600);
                 ck_assert_int_eq(read_full_file(p, 4096, &data, &size), 0);
-                ck_assert_str_eq(data, "{\"transaction\":\"tx1\",\"outcome\":\"committed\",\"stop_code\":null,"
-                                       "\"idempotency_key\":\"tx1-committed\"}");
+                ck_assert_str_eq(data,
+                                 "{\"transaction\":\"tx1\",\"outcome\":\"committed\",\"stop_code\":null,"
+                                 "\"idempotency_key\":\"tx1-committed\"}");
         }
 
         ck_assert(run_until_empty(&env, 10 * 1000000));
@@ -350,8 +352,8 @@ START_TEST(test_killed_before_delivery_resumes) {
                 Env child;
 
                 env_new(&child, endpoint, NULL);
-                if (outbox_queue(child.o, "tx4-failed", "{\"outcome\":\"failed\",\"stop_code\":\"0x0000007E\"}") !=
-                            1 ||
+                if (outbox_queue(child.o, "tx4-failed",
+                                 "{\"outcome\":\"failed\",\"stop_code\":\"0x0000007E\"}") != 1 ||
                     outbox_queue(child.o, "tx5-committed", report_json) != 1)
                         _exit(1);
                 run_for(&child, 50 * 1000); /* a failed attempt or two, a retry timer armed */
@@ -612,10 +614,23 @@ END_TEST
 START_TEST(test_bad_input_refused) {
         _cleanup_free_ char *big = NULL, *long_key = NULL;
         char endpoint[128];
+        Outbox *o = NULL;
+        sd_event *other;
         Env env;
 
         snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/reports", free_port());
         env_new(&env, endpoint, NULL);
+
+        /* A fetcher that drives another loop cannot send this one's reports. */
+        ck_assert_int_ge(sd_event_new(&other), 0);
+        ck_assert_int_eq(outbox_new(other, env.f, outdir, endpoint, &o), -EBUSY);
+        ck_assert_ptr_null(o);
+        sd_event_unref(other);
+        /* Attaching again to the same loop is fine. */
+        ck_assert_int_eq(fetcher_attach_event(env.f, env.e), 0);
+        ck_assert_int_eq(outbox_new(env.e, env.f, outdir, endpoint, &o), 0);
+        o = outbox_free(o);
+
         ck_assert_int_eq(outbox_queue(env.o, "", "{}"), -EINVAL);
         ck_assert_int_eq(outbox_queue(env.o, "a b", "{}"), -EINVAL);
         ck_assert_int_eq(outbox_queue(env.o, "caf\xc3\xa9", "{}"), -EINVAL);
@@ -703,17 +718,19 @@ static void make_certs(void) {
         char cmd[8192];
         int n;
 
-        n = snprintf(cmd, sizeof(cmd),
-                 "(set -e; cd '%s'; "
-                 "for ca in ca other; do openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                 "-days 2 -subj \"/CN=outbox test $ca\" -keyout $ca.key -out $ca.pem "
-                 "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign; done; "
-                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 "
-                 "-keyout server.key -out server.csr; "
-                 "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext.cnf; "
-                 "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-                 "-extfile ext.cnf -out server.pem) 2>/dev/null",
-                 tmpdir);
+        n = snprintf(
+                cmd, sizeof(cmd),
+                "(set -e; cd '%s'; "
+                "for ca in ca other; do openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                "-nodes "
+                "-days 2 -subj \"/CN=outbox test $ca\" -keyout $ca.key -out $ca.pem "
+                "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign; done; "
+                "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 "
+                "-keyout server.key -out server.csr; "
+                "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext.cnf; "
+                "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+                "-extfile ext.cnf -out server.pem) 2>/dev/null",
+                tmpdir);
         ck_assert_int_lt(n, (int) sizeof(cmd));
         ck_assert_int_eq(system(cmd), 0);
 }
