@@ -179,34 +179,26 @@ static char *report_url(const char *endpoint, const char *key) {
 
 /* The report as sent: json (one object) with "idempotency_key" set to key. */
 static int report_body(const char *key, const char *json, char **ret, size_t *ret_size) {
-        json_t *root, *k;
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        _cleanup_free_ char *s = NULL;
         json_error_t err;
-        char *s;
+        size_t n;
 
         if (strlen(json) > OUTBOX_REPORT_MAX)
                 return -EFBIG;
         root = json_loads(json, JSON_REJECT_DUPLICATES, &err);
-        if (!root)
+        if (!root || !json_is_object(root))
                 return -EPROTO;
-        if (!json_is_object(root)) {
-                json_decref(root);
-                return -EPROTO;
-        }
-        k = json_string(key);
-        if (!k || json_object_set_new(root, "idempotency_key", k) < 0) {
-                json_decref(root);
+        if (json_object_set_new(root, "idempotency_key", json_string(key)) < 0)
                 return -ENOMEM;
-        }
         s = json_dumps(root, JSON_COMPACT);
-        json_decref(root);
         if (!s)
                 return -ENOMEM;
-        if (strlen(s) > OUTBOX_REPORT_MAX) {
-                free(s);
+        n = strlen(s);
+        if (n > OUTBOX_REPORT_MAX)
                 return -EFBIG;
-        }
-        *ret_size = strlen(s);
-        *ret = s;
+        *ret_size = n;
+        *ret = TAKE_PTR(s);
         return 0;
 }
 
@@ -323,22 +315,37 @@ static void outbox_unlink(Outbox *o, const char *name) {
         (void) fsync(o->dir_fd);
 }
 
+static void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+
+/* A DIR listing the directory fd, which stays open and ours. */
+static int opendir_fd(int fd, DIR **ret) {
+        _cleanup_close_ int dup_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+
+        if (dup_fd < 0)
+                return -errno;
+        d = fdopendir(dup_fd);
+        if (!d)
+                return -errno;
+        TAKE_FD(dup_fd);
+        *ret = d;
+        return 0;
+}
+
 /* Keep rejected/ at OUTBOX_REJECTED_MAX files: remove the oldest. */
 static void rejected_trim(int fd) {
         for (;;) {
-                _cleanup_close_ int dir_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_(closedirp) DIR *d = NULL;
                 char oldest[NAME_MAX + 1] = "";
                 uint64_t oldest_mtime = UINT64_MAX;
                 size_t n = 0;
                 struct dirent *de;
-                DIR *d;
 
-                if (dir_fd < 0)
+                if (opendir_fd(fd, &d) < 0)
                         return;
-                d = fdopendir(dir_fd);
-                if (!d)
-                        return;
-                TAKE_FD(dir_fd);
                 while ((de = readdir(d))) {
                         struct stat st;
 
@@ -352,7 +359,6 @@ static void rejected_trim(int fd) {
                                 snprintf(oldest, sizeof(oldest), "%s", de->d_name);
                         }
                 }
-                closedir(d);
                 if (n <= OUTBOX_REJECTED_MAX || !oldest[0] || unlinkat(fd, oldest, 0) < 0)
                         return;
         }
@@ -740,22 +746,17 @@ static int item_compare(const void *a, const void *b) {
 }
 
 int outbox_resume(Outbox *o) {
-        _cleanup_close_ int fd = -EBADF;
-        OutboxItem **found = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_free_ OutboxItem **found = NULL; /* items freed below */
         size_t n_found = 0, added = 0;
         struct dirent *de;
-        DIR *d;
-        int r = 0;
+        int r;
 
         assert_return(o, -EINVAL);
 
-        fd = openat(o->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d)
-                return -errno;
-        TAKE_FD(fd);
+        r = opendir_fd(o->dir_fd, &d);
+        if (r < 0)
+                return r;
 
         while ((de = readdir(d))) {
                 _cleanup_(outbox_item_freep) OutboxItem *item = NULL;
@@ -791,7 +792,6 @@ int outbox_resume(Outbox *o) {
                 found = a;
                 found[n_found++] = TAKE_PTR(item);
         }
-        closedir(d);
 
         /* Oldest first; the same mtime in name order, whatever readdir's order. */
         if (n_found > 0)
@@ -808,7 +808,6 @@ int outbox_resume(Outbox *o) {
                 }
                 outbox_item_free(found[i]);
         }
-        free(found);
 
         outbox_enforce_cap(o);
         outbox_kick(o);

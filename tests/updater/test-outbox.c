@@ -513,6 +513,34 @@ START_TEST(test_400_rejected_not_retried) {
 }
 END_TEST
 
+START_TEST(test_rejected_dir_capped) {
+        _cleanup_free_ char *rejected = NULL;
+        char key[16];
+        Server s;
+        Env env;
+
+        log_set_max_level(LOG_LEVEL_ERR); /* one warning per refusal */
+        server_start(&s, "--fail 1000 --fail-status 422");
+        env_new(&env, s.endpoint, NULL);
+        for (unsigned i = 0; i < OUTBOX_REJECTED_MAX + 3; i++) {
+                snprintf(key, sizeof(key), "r%03u", i);
+                ck_assert_int_eq(outbox_queue(env.o, key, "{}"), 1);
+        }
+        ck_assert(run_until_empty(&env, 30 * 1000000));
+        ck_assert_uint_eq(server_posts(&s, 422), OUTBOX_REJECTED_MAX + 3);
+        rejected = path_join(outdir, "rejected");
+        ck_assert_uint_eq(count_files(rejected), OUTBOX_REJECTED_MAX);
+        for (unsigned i = 0; i < OUTBOX_REJECTED_MAX + 3; i++) {
+                _cleanup_free_ char *p = NULL;
+
+                ck_assert_int_ge(asprintf(&p, "%s/r%03u.json", rejected, i), 0);
+                ck_assert_int_eq(access(p, F_OK) == 0, i >= 3);
+        }
+        env_free(&env);
+        server_stop(&s);
+}
+END_TEST
+
 START_TEST(test_404_and_429_retried) {
         _cleanup_free_ char *keys = NULL, *rejected = NULL;
         Server s;
@@ -780,6 +808,7 @@ static Suite *outbox_suite(void) {
         tcase_add_test(tc, test_attempt_timeout_retries);
         tcase_add_test(tc, test_same_key_twice);
         tcase_add_test(tc, test_400_rejected_not_retried);
+        tcase_add_test(tc, test_rejected_dir_capped);
         tcase_add_test(tc, test_404_and_429_retried);
         tcase_add_test(tc, test_cap_drops_oldest);
         tcase_add_test(tc, test_resume_oldest_first);
