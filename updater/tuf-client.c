@@ -401,7 +401,8 @@ static void client_op_finish(TufClient *c, int r) {
 
         log_debug("TUF client: %s finished: %s", client_op_to_string(c->op), r < 0 ? strerror(-r) : "ok");
         c->job = fetch_job_cancel(c->job);
-        c->download.progress_source = sd_event_source_disable_unref(c->download.progress_source);
+        /* A progress report still pending goes first (its priority is
+         * higher), so the last one shows the final count. */
         c->download.hash_source = sd_event_source_disable_unref(c->download.hash_source);
         c->op_result = r;
         k = sd_event_add_defer(c->op_event, &c->op_finish, on_op_finish, c);
@@ -1612,6 +1613,8 @@ static int download_setup(TufClient *c, const TufTargetFile *t, const char *targ
                 r = sd_event_add_defer(c->op_event, &d->progress_source, download_on_progress, c);
                 if (r >= 0)
                         r = sd_event_source_set_enabled(d->progress_source, SD_EVENT_OFF);
+                if (r >= 0)
+                        r = sd_event_source_set_priority(d->progress_source, SD_EVENT_PRIORITY_IMPORTANT);
                 if (r < 0)
                         return r;
                 (void) sd_event_source_set_description(d->progress_source, "tuf-client-progress");

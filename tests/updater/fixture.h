@@ -150,6 +150,27 @@ static _unused_ unsigned nginx_count(const Nginx *n, const char *path, int statu
         return count;
 }
 
+/* The body bytes nginx sent ($body_bytes_sent of the log lines) for the
+ * requests "GET PATH" answered with status, summed; *ret_count (may be
+ * NULL) gets how many lines there were. */
+static _unused_ uint64_t nginx_bytes(const Nginx *n, const char *path, int status, unsigned *ret_count) {
+        _cleanup_free_ char *data = NULL;
+        char needle[PATH_MAX];
+        unsigned count = 0;
+        uint64_t sum = 0;
+        size_t size;
+
+        snprintf(needle, sizeof(needle), "\"GET %s HTTP/1.1\" %d ", path, status);
+        if (read_full_file(n->log, 64 * 1024 * 1024, &data, &size) >= 0)
+                for (const char *p = strstr(data, needle); p; p = strstr(p + 1, needle)) {
+                        sum += strtoull(p + strlen(needle), NULL, 10);
+                        count++;
+                }
+        if (ret_count)
+                *ret_count = count;
+        return sum;
+}
+
 /* ---- a one-shot server for what nginx cannot be made to do ------------------ */
 
 typedef struct MiniServer {
@@ -157,14 +178,61 @@ typedef struct MiniServer {
         int port;
 } MiniServer;
 
-/* Answer the first request on 127.0.0.1 with head, then body_bytes of 'x'
- * (close-delimited, no Content-Length), in a child process that lives at
- * most 30 s. UINT64_MAX: without end, 64 KiB every 10 ms for 10 s (so a
- * client without a cap shows up as slow, without filling the disk). */
-static _unused_ void mini_server_start(MiniServer *m, const char *head, uint64_t body_bytes) {
+/* One answer of the server: head (status line and headers, ending in an
+ * empty line), then body_bytes of body, or of 'x' when body is NULL
+ * (UINT64_MAX: without end, 64 KiB every 10 ms for 10 s, so a client
+ * without a cap shows up as slow, without filling the disk). A body shorter
+ * than the head's Content-Length serves a truncated download. With chunk
+ * set, the body trickles: chunk bytes, then a pause of delay_ms. */
+typedef struct MiniReply {
+        const char *head;
+        const void *body;
+        uint64_t body_bytes;
+        size_t chunk;
+        unsigned delay_ms;
+} MiniReply;
+
+#define MINI_REQUEST_MAX (4U * 1024U * 1024U)
+
+/* Read one request: the head, and as much body as its Content-Length says. */
+static _unused_ size_t mini_read_request(int c, char *req, size_t size) {
+        size_t got = 0, need = SIZE_MAX;
+
+        while (got < size - 1 && got < need) {
+                ssize_t n = read(c, req + got, size - 1 - got);
+                char *end;
+
+                if (n <= 0)
+                        break;
+                got += (size_t) n;
+                req[got] = 0;
+                if (need == SIZE_MAX && (end = strstr(req, "\r\n\r\n"))) {
+                        const char *cl = strcasestr(req, "\r\nContent-Length:");
+                        size_t head = (size_t) (end - req) + 4;
+
+                        need = head;
+                        if (cl && cl < end)
+                                need += strtoul(cl + STRLEN("\r\nContent-Length:"), NULL, 10);
+                }
+        }
+        return got;
+}
+
+/*
+ * Serve n connections on 127.0.0.1, one request each, answering the i-th
+ * with replies[i] and closing it, in a child process that lives at most
+ * 30 s. With record set, request i (head and body, as received) is written
+ * to "RECORD.i" before it is answered.
+ */
+static _unused_ void mini_server_start_replies(MiniServer *m, const MiniReply *replies, size_t n,
+                                               const char *record) {
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t len = sizeof(a);
+        bool endless = false;
         int fd;
+
+        for (size_t i = 0; i < n; i++)
+                endless = endless || replies[i].body_bytes == UINT64_MAX;
 
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_int_ge(fd, 0);
@@ -176,41 +244,71 @@ static _unused_ void mini_server_start(MiniServer *m, const char *head, uint64_t
         m->pid = fork();
         ck_assert_int_ge(m->pid, 0);
         if (m->pid == 0) {
-                char buf[65536], req[4096];
-                size_t got = 0;
-                int c;
+                static char buf[65536];
+                char *req = malloc(MINI_REQUEST_MAX);
 
                 signal(SIGPIPE, SIG_IGN);
                 /* Check's timeout handler is inherited: ours must only end us. */
                 signal(SIGALRM, SIG_DFL);
-                alarm(body_bytes == UINT64_MAX ? 10 : 30); /* never outlive a broken test */
-                c = accept(fd, NULL, NULL);
-                if (c < 0)
-                        _exit(1);
-                while (got < sizeof(req) - 1) {
-                        ssize_t n = read(c, req + got, sizeof(req) - 1 - got);
-                        if (n <= 0)
-                                break;
-                        got += (size_t) n;
-                        req[got] = 0;
-                        if (strstr(req, "\r\n\r\n"))
-                                break;
-                }
-                if (write(c, head, strlen(head)) < 0)
+                alarm(endless ? 10 : 30); /* never outlive a broken test */
+                if (!req)
                         _exit(1);
                 memset(buf, 'x', sizeof(buf));
-                while (body_bytes > 0) {
-                        ssize_t n = write(c, buf, MIN(body_bytes, sizeof(buf)));
-                        if (n <= 0)
-                                _exit(0); /* the client hung up */
-                        if (body_bytes != UINT64_MAX)
-                                body_bytes -= (uint64_t) n;
-                        else
-                                usleep(10000);
+                for (size_t i = 0; i < n; i++) {
+                        const MiniReply *r = &replies[i];
+                        const char *body = r->body;
+                        uint64_t left = r->body_bytes;
+                        size_t got;
+                        int c;
+
+                        c = accept(fd, NULL, NULL);
+                        if (c < 0)
+                                _exit(1);
+                        got = mini_read_request(c, req, MINI_REQUEST_MAX);
+                        if (record) {
+                                char path[PATH_MAX];
+
+                                snprintf(path, sizeof(path), "%s.%zu", record, i);
+                                if (write_file_atomic(path, req, got, 0644) < 0)
+                                        _exit(1);
+                        }
+                        if (write(c, r->head, strlen(r->head)) < 0) {
+                                close(c);
+                                continue;
+                        }
+                        while (left > 0) {
+                                const void *p = body ?: buf;
+                                size_t chunk = body ? (size_t) MIN(left, (uint64_t) SSIZE_MAX)
+                                                    : (size_t) MIN(left, sizeof(buf));
+                                ssize_t k;
+
+                                if (r->chunk > 0)
+                                        chunk = MIN(chunk, r->chunk);
+                                k = write(c, p, chunk);
+                                if (k <= 0)
+                                        break; /* the client hung up */
+                                if (left != UINT64_MAX)
+                                        left -= (uint64_t) k;
+                                else
+                                        usleep(10000);
+                                if (body)
+                                        body += k;
+                                if (r->delay_ms > 0 && left > 0)
+                                        usleep(r->delay_ms * 1000U);
+                        }
+                        close(c);
                 }
                 _exit(0);
         }
         close(fd);
+}
+
+/* Answer the first request on 127.0.0.1 with head, then body_bytes of 'x'
+ * (close-delimited, no Content-Length), as mini_server_start_replies(). */
+static _unused_ void mini_server_start(MiniServer *m, const char *head, uint64_t body_bytes) {
+        MiniReply r = {.head = head, .body_bytes = body_bytes};
+
+        mini_server_start_replies(m, &r, 1, NULL);
 }
 
 static _unused_ void mini_server_stop(MiniServer *m) {
