@@ -27,3 +27,43 @@ typedef enum BootSectorKind {
         BOOT_SECTOR_BITLOCKER,         /* OEM id "-FVE-FS-" */
 } BootSectorKind;
 BootSectorKind boot_sector_kind(const uint8_t sector[static 512]);
+
+/* ---- domain.c, event.c (added by the domain helper) ----------------------- */
+
+/* virInitialize() and libvirt's error printing routed to our debug log;
+ * once per process, called by every entry point that talks to libvirt. */
+int libvirt_init(void);
+/* The loop given to desktop_event_loop_setup(), or NULL before it. */
+sd_event *desktop_event_loop(void);
+
+/* The template of hv/desktop.xml that desktop_define() fills in. */
+extern const char desktop_xml_template[];
+/* Fill the template: def as given to desktop_define() (name and defaults
+ * already applied by the caller: def->name set, memory and vCPUs non-zero);
+ * uuid keeps a redefined domain's identity (or NULL); console_log is where
+ * the serial console is logged on the host (or NULL: not logged). -EINVAL
+ * for a value XML cannot carry (control characters). */
+int desktop_render_xml(const DesktopDefinition *def, const char *uuid, const char *console_log, char **ret);
+
+/* The <disk> element of libvirt's XML for a domain whose target is dev
+ * ("vda"), its source file (unescaped), and the same element with the
+ * source file replaced by path. libvirt formats its XML itself, so this
+ * reads only what its formatter writes. -ENOENT when there is no such disk
+ * or it has no file source, -EPROTO for XML it cannot read. */
+int domain_xml_disk_source(const char *xml, const char *dev, char **ret_path);
+int domain_xml_disk_with_source(const char *xml, const char *dev, const char *path, char **ret_disk_xml);
+/* Whether the live XML says the guest agent's channel is connected. */
+bool domain_xml_agent_connected(const char *xml);
+/* The file of the <log> of the domain's first serial port, or -ENOENT. */
+int domain_xml_console_log(const char *xml, char **ret_path);
+
+/* The Hyper-V crash parameters, when a panic carries them:
+ * crash_info_from_qemu_panic() reads the details of QEMU's GUEST_PANICKED
+ * event as libvirt hands them out ({"action":"pause","info":{"type":"hyper-v",
+ * "arg1":126,...}}; without "info": a pvpanic, reason "pvpanic");
+ * crash_info_from_domain_log() finds the last "panic hyper-v: arg1='0x7e',
+ * arg2=..." line libvirt writes into the domain's log (-ENOENT when there is
+ * none). arg1 is the STOP code, arg2..arg5 its parameters. -EPROTO for
+ * malformed input, -EFBIG over 64 KiB. */
+int crash_info_from_qemu_panic(const char *details, CrashInfo *ret);
+int crash_info_from_domain_log(const char *text, CrashInfo *ret);

@@ -356,3 +356,9 @@ int desktop_disks(Desktop *d, char **ret_system, char **ret_data);
 int desktop_is_running(Desktop *d, bool *ret);
 const char *desktop_name(const Desktop *d);
 void crash_info_done(CrashInfo *c);
+
+/* -- added by the domain helper (implemented in domain.c) -- */
+/* The file on the hypervisor host where the desktop's serial console is
+ * logged (desktop_define() asks libvirt's virtlogd to, appending across
+ * boots), or -ENOENT when it is not logged (a session daemon). */
+int desktop_console_log(Desktop *d, char **ret);
