@@ -68,10 +68,11 @@ $(ROOM_LIB): $(ROOM_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 # ---- programs ----------------------------------------------------------------
-PROGRAMS := oobctl oob-repo
+PROGRAMS := oobctl oob-repo oobd
 BINS := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 oobctl_OBJS   := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard programs/oobctl/*.c))
 oob-repo_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard programs/oob-repo/*.c))
+oobd_OBJS     := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard programs/oobd/*.c))
 
 all: $(BINS)
 
