@@ -20,6 +20,9 @@ static const Verb verbs[] = {
         { "snapshot", verb_snapshot, "system disk snapshots: list, create, revert, pin, delete, retain" },
         { "image", verb_image, "inspect a desktop disk: chain, partitions, Windows volume and version" },
         { "apply", verb_apply, "apply a patch manifest offline to a system disk (admin use)" },
+        { "status", verb_status, "what oobd is doing: state, running job, last outcome" },
+        { "update", verb_update, "start a patch window now (update now [--wait]) or check for one" },
+        { "history", verb_history, "the patch windows oobd ran and how they ended" },
 };
 
 static void usage(FILE *f) {
@@ -37,7 +40,9 @@ static void usage(FILE *f) {
                 fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
         fprintf(f,
                 "\n"
-                "Exit status: 0 success, 1 failure, 2 usage error.\n");
+                "Exit status: 0 success, 1 failure, 2 usage error; the verbs that talk to oobd\n"
+                "(status, update, history) also: 3 oobd not reachable, 4 update rolled back,\n"
+                "5 nothing to do (up to date), 6 cancelled or deferred (see 'oobctl update --help').\n");
 }
 
 /* Our errno vocabulary (lib/lib.h) in words an admin can act on. */

@@ -28,3 +28,30 @@ int verb_apply(int argc, char *argv[]);
 typedef struct OfflineDisk OfflineDisk;
 typedef struct Partition Partition;
 int image_find_windows(OfflineDisk *d, Partition *ret, bool *ret_bitlocker);
+
+/* ---- the D-Bus verbs (status.c, update.c, history.c; added by the "oobd" helper) ---- */
+
+/* Exit statuses of the verbs that talk to oobd, beyond the three above. */
+#define OOBCTL_EXIT_UNREACHABLE 3      /* oobd is not running, or the bus is not reachable */
+#define OOBCTL_EXIT_ROLLED_BACK 4      /* the update was applied, failed its trial and was rolled back */
+#define OOBCTL_EXIT_NOTHING_TO_DO 5    /* up to date: nothing to apply */
+#define OOBCTL_EXIT_NOT_DONE 6         /* cancelled, or deferred (the user was active): later */
+
+int verb_status(int argc, char *argv[]);
+int verb_update(int argc, char *argv[]);
+int verb_history(int argc, char *argv[]);
+
+/* (status.c) Shared by those verbs; each returns an exit status and has
+ * logged its one message when that is not OOBCTL_EXIT_OK. */
+#include <jansson.h>
+#include <systemd/sd-bus.h>
+/* address NULL: the system bus ($DBUS_SYSTEM_BUS_ADDRESS is honoured). */
+int oobctl_bus_connect(const char *address, sd_bus **ret);
+/* A failed call: "Cannot WHAT: ..."; OOBCTL_EXIT_UNREACHABLE when oobd is not there. */
+int oobctl_bus_failure(const char *what, const sd_bus_error *e, int r);
+/* Call an org.oob.Manager1 method without arguments that answers one JSON string. */
+int oobctl_bus_call_json(sd_bus *bus, const char *method, const char *what, json_t **ret);
+int oobctl_print_json(const json_t *j);
+const char *oobctl_json_str(const json_t *o, const char *key, const char *def);
+/* Local time "YYYY-MM-DD HH:MM:SS", "-" for 0. */
+void oobctl_format_time(int64_t t, char *buf, size_t size);
