@@ -17,6 +17,8 @@
 #   - Cancel before and after the snapshot (cancelled / rolled back), SIGTERM
 #     during a job (it stops at a safe point, exit 0), a second SIGTERM (at once);
 #   - resuming an interrupted transaction at start-up;
+#   - reports left in the outbox are sent once a URL is set; an unreachable
+#     libvirt only delays the guard;
 #   - access: anyone reads, nobody else than root starts or cancels (both the
 #     bus policy and oobd's own check), a second oobd cannot take the name,
 #     exit 3 when oobd is not there;
@@ -37,9 +39,9 @@ done
 
 tmp=$(mktemp -d /tmp/oob-oobd-dbus.XXXXXX)
 chmod 755 "$tmp"    # the unprivileged caller must reach the bus socket
-bus_pid='' bus2_pid='' notify_pid='' oobd_pid=''
+bus_pid='' bus2_pid='' notify_pid='' oobd_pid='' report_pid=''
 cleanup() {
-	for p in $oobd_pid $notify_pid $bus2_pid $bus_pid; do
+	for p in $oobd_pid $report_pid $notify_pid $bus2_pid $bus_pid; do
 		kill "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -465,6 +467,38 @@ stop_oobd
 kill "$bus2_pid"; wait "$bus2_pid" 2>/dev/null || true
 bus2_pid='' addr=$addr1
 ok "oobd checks the caller itself: nobody cannot start or cancel even when the bus lets the call through"
+
+# ---- reports left by an earlier run; the guard when libvirt cannot be reached ----
+
+mkdir -m 700 "$tmp/state/outbox"
+echo '{"transaction": "t-1", "outcome": "committed"}' >"$tmp/state/outbox/t-1-committed.json"
+chmod 600 "$tmp/state/outbox/t-1-committed.json"
+start_oobd
+[ "$(prop PendingReports)" = 1 ] || fail "PendingReports does not count the outbox's files ($(prop PendingReports))"
+node tests/report-server.mjs --store "$tmp/reports.jsonl" --max-seconds 60 >"$tmp/report-server.out" 2>&1 &
+report_pid=$!
+wait_for 10 "the report server" grep -q '^REPORT_SERVER=' "$tmp/report-server.out"
+report_url=$(sed -n 's/^REPORT_SERVER=\([^ ]*\).*/\1/p' "$tmp/report-server.out")/reports
+printf '[reports]\nurl = %s\n' "$report_url" >>"$tmp/oobd.conf"
+before=$(ready_count)
+kill -HUP "$oobd_pid"
+wait_for 5 "READY=1 after SIGHUP" ready_after "$before"
+wait_for 10 "the waiting report to be delivered" grep -q '"transaction":"t-1"' "$tmp/reports.jsonl"
+wait_for 10 "the delivered report to leave the outbox" test ! -e "$tmp/state/outbox/t-1-committed.json"
+[ "$(prop PendingReports)" = 0 ] || fail "PendingReports after delivery"
+stop_oobd
+kill "$report_pid"; wait "$report_pid" 2>/dev/null || true
+sed -i '/^\[reports\]$/,$d' "$tmp/oobd.conf"
+ok "reports left in the outbox are sent once a report URL is configured (PendingReports 1, then 0)"
+
+sed -i 's/^max-crashes = 0$/max-crashes = 3/' "$tmp/oobd.conf"
+printf '[desktop]\nuri = qemu+unix:///system?socket=%s/no-libvirt-sock\n' "$tmp" >>"$tmp/oobd.conf"
+start_oobd
+wait_for 10 "the guard's warning" grep -q "Cannot guard desktop oob-desktop on qemu+unix:///system?socket=$tmp/no-libvirt-sock yet (.*); retrying every minute." "$tmp/oobd.log"
+ctl 0 status
+stop_oobd
+sed -i 's/^max-crashes = 3$/max-crashes = 0/; /^\[desktop\]$/,$d' "$tmp/oobd.conf"
+ok "the guard: libvirt unreachable is a warning and a retry, oobd keeps serving"
 
 # ---- the journal catalog ------------------------------------------------------
 
