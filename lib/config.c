@@ -56,9 +56,9 @@ static bool section_known(const ConfigItem *items, size_t n_items, const char *s
         return false;
 }
 
-int config_parse_text(const char *name, const char *text, size_t size, const ConfigItem *items, size_t n_items,
-                      void *base, char **ret_error) {
-        _cleanup_free_ unsigned *seen = NULL;   /* line where items[i] was set, 0 if not yet */
+int config_parse_text(const char *name, const char *text, size_t size, const ConfigItem *items,
+                      size_t n_items, void *base, char **ret_error) {
+        _cleanup_free_ unsigned *seen = NULL; /* line where items[i] was set, 0 if not yet */
         _cleanup_free_ char *section = NULL;
         const char *p = text, *end = text + size;
         unsigned line = 0;
@@ -103,14 +103,16 @@ int config_parse_text(const char *name, const char *text, size_t size, const Con
                         if (!section)
                                 return -ENOMEM;
                         if (!section_known(items, n_items, section))
-                                return set_error(ret_error, "%s:%u: unknown section [%s]", name, line, section);
+                                return set_error(ret_error, "%s:%u: unknown section [%s]", name, line,
+                                                 section);
                         continue;
                 }
 
                 eq = memchr(s, '=', (size_t) (e - s));
                 if (!eq)
-                        return set_error(ret_error, "%s:%u: expected 'key = value', '[section]' or a comment",
-                                         name, line);
+                        return set_error(ret_error,
+                                         "%s:%u: expected 'key = value', '[section]' or a comment", name,
+                                         line);
                 {
                         const char *ks = s, *ke = eq, *vs = eq + 1, *ve = e;
 
@@ -124,26 +126,28 @@ int config_parse_text(const char *name, const char *text, size_t size, const Con
                                 return -ENOMEM;
                 }
                 if (!section)
-                        return set_error(ret_error, "%s:%u: '%s' is outside any section (add a [section] line "
-                                         "above it)", name, line, key);
+                        return set_error(ret_error,
+                                         "%s:%u: '%s' is outside any section (add a [section] line "
+                                         "above it)",
+                                         name, line, key);
 
                 for (i = 0; i < n_items; i++)
                         if (streq(items[i].section, section) && streq(items[i].key, key))
                                 break;
                 if (i >= n_items)
-                        return set_error(ret_error, "%s:%u: unknown key '%s' in section [%s]", name, line, key,
-                                         section);
+                        return set_error(ret_error, "%s:%u: unknown key '%s' in section [%s]", name, line,
+                                         key, section);
                 if (seen[i] > 0)
-                        return set_error(ret_error, "%s:%u: '%s' in [%s] is already set on line %u", name, line,
-                                         key, section, seen[i]);
+                        return set_error(ret_error, "%s:%u: '%s' in [%s] is already set on line %u", name,
+                                         line, key, section, seen[i]);
                 seen[i] = line;
 
                 r = items[i].parse(value, (uint8_t *) base + items[i].offset, &expected);
                 if (r == -ENOMEM)
                         return r;
                 if (r == -ERANGE)
-                        return set_error(ret_error, "%s:%u: '%s' in [%s]: '%s' is out of range", name, line, key,
-                                         section, value);
+                        return set_error(ret_error, "%s:%u: '%s' in [%s]: '%s' is out of range", name, line,
+                                         key, section, value);
                 if (r < 0)
                         return set_error(ret_error, "%s:%u: '%s' in [%s]: invalid value '%s' (expected %s)",
                                          name, line, key, section, value, expected ?: "another value");
@@ -152,7 +156,8 @@ int config_parse_text(const char *name, const char *text, size_t size, const Con
         return 0;
 }
 
-int config_parse_file(const char *path, const ConfigItem *items, size_t n_items, void *base, char **ret_error) {
+int config_parse_file(const char *path, const ConfigItem *items, size_t n_items, void *base,
+                      char **ret_error) {
         _cleanup_free_ char *text = NULL;
         size_t size;
         int r;
@@ -205,7 +210,8 @@ int config_parse_path(const char *value, void *data, const char **ret_expected) 
 }
 
 int config_parse_bool(const char *value, void *data, const char **ret_expected) {
-        static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
+        static const char *const yes[] = {"yes", "true", "on", "1"}, *const no[] = {"no", "false", "off",
+                                                                                    "0"};
         bool *b = data;
 
         for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
@@ -270,11 +276,8 @@ static const struct {
         const char *suffix;
         unsigned shift;
 } byte_units[] = {
-        { "", 0 }, { "B", 0 },
-        { "K", 10 }, { "KiB", 10 },
-        { "M", 20 }, { "MiB", 20 },
-        { "G", 30 }, { "GiB", 30 },
-        { "T", 40 }, { "TiB", 40 },
+        {"", 0},     {"B", 0},  {"K", 10},   {"KiB", 10}, {"M", 20},
+        {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40},   {"TiB", 40},
 };
 
 int config_parse_bytes(const char *value, void *data, const char **ret_expected) {
@@ -300,10 +303,7 @@ static const struct {
         const char *unit;
         unsigned seconds;
 } time_units[] = {
-        { "s", 1 }, { "sec", 1 },
-        { "m", 60 }, { "min", 60 },
-        { "h", 3600 },
-        { "d", 86400 },
+        {"s", 1}, {"sec", 1}, {"m", 60}, {"min", 60}, {"h", 3600}, {"d", 86400},
 };
 
 int config_parse_seconds(const char *value, void *data, const char **ret_expected) {
@@ -374,7 +374,7 @@ char *config_format_seconds(unsigned seconds) {
         static const struct {
                 const char *unit;
                 unsigned seconds;
-        } units[] = { { "d", 86400 }, { "h", 3600 }, { "min", 60 }, { "s", 1 } };
+        } units[] = {{"d", 86400}, {"h", 3600}, {"min", 60}, {"s", 1}};
         char *s = NULL;
 
         if (seconds == 0)
@@ -392,7 +392,7 @@ char *config_format_bytes(uint64_t bytes) {
         static const struct {
                 const char *suffix;
                 unsigned shift;
-        } units[] = { { "T", 40 }, { "G", 30 }, { "M", 20 }, { "K", 10 } };
+        } units[] = {{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}};
         char *s = NULL;
 
         for (size_t i = 0; bytes > 0 && i < ELEMENTSOF(units); i++)

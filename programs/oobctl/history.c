@@ -17,19 +17,18 @@
 #define HISTORY_ROW "%-16s  %-19s  %7s  %-11s  %-9s  %-16s  %-8s  %s\n"
 
 static void history_usage(FILE *f) {
-        fprintf(f,
-                "Usage: oobctl history [--json] [--bus-address ADDR]\n"
-                "\n"
-                "The patch windows oobd ran, newest first: id, start (local time), duration,\n"
-                "outcome, the step that failed, the manifest, the pre-patch snapshot and a\n"
-                "summary. Windows that found nothing to apply are not recorded.\n"
-                "\n"
-                "Options:\n"
-                "  --json              print oobd's history object (oldest first) instead\n"
-                "  --bus-address ADDR  talk to oobd on this D-Bus address (default: the system bus)\n"
-                "  -h, --help          show this help\n"
-                "\n"
-                "Exit status: 0 success, 1 failure, 2 usage error, 3 oobd not reachable.\n");
+        fprintf(f, "Usage: oobctl history [--json] [--bus-address ADDR]\n"
+                   "\n"
+                   "The patch windows oobd ran, newest first: id, start (local time), duration,\n"
+                   "outcome, the step that failed, the manifest, the pre-patch snapshot and a\n"
+                   "summary. Windows that found nothing to apply are not recorded.\n"
+                   "\n"
+                   "Options:\n"
+                   "  --json              print oobd's history object (oldest first) instead\n"
+                   "  --bus-address ADDR  talk to oobd on this D-Bus address (default: the system bus)\n"
+                   "  -h, --help          show this help\n"
+                   "\n"
+                   "Exit status: 0 success, 1 failure, 2 usage error, 3 oobd not reachable.\n");
 }
 
 /* "45s", "12min", "2h05" */
@@ -47,9 +46,9 @@ static void format_duration(int64_t seconds, char *buf, size_t size) {
 int verb_history(int argc, char *argv[]) {
         enum { ARG_JSON = 0x100, ARG_BUS_ADDRESS };
         static const struct option options[] = {
-                { "json", no_argument, NULL, ARG_JSON },
-                { "bus-address", required_argument, NULL, ARG_BUS_ADDRESS },
-                { "help", no_argument, NULL, 'h' },
+                {"json", no_argument, NULL, ARG_JSON},
+                {"bus-address", required_argument, NULL, ARG_BUS_ADDRESS},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -99,7 +98,8 @@ int verb_history(int argc, char *argv[]) {
                 return fflush(stdout) == 0 ? OOBCTL_EXIT_OK : OOBCTL_EXIT_FAILURE;
         }
 
-        printf(HISTORY_ROW, "ID", "STARTED", "TOOK", "OUTCOME", "FAILED AT", "MANIFEST", "SNAPSHOT", "SUMMARY");
+        printf(HISTORY_ROW, "ID", "STARTED", "TOOK", "OUTCOME", "FAILED AT", "MANIFEST", "SNAPSHOT",
+               "SUMMARY");
         for (size_t i = json_array_size(list); i > 0; i--) {
                 const json_t *e = json_array_get(list, i - 1);
                 int64_t started = json_integer_value(json_object_get(e, "started")),
@@ -108,9 +108,10 @@ int verb_history(int argc, char *argv[]) {
 
                 oobctl_format_time(started, when, sizeof(when));
                 format_duration(finished - started, took, sizeof(took));
-                printf(HISTORY_ROW, oobctl_json_str(e, "id", "?"), when, took, oobctl_json_str(e, "outcome", "?"),
-                       oobctl_json_str(e, "failed_step", "-"), oobctl_json_str(e, "manifest", "-"),
-                       oobctl_json_str(e, "snapshot", "-"), oobctl_json_str(e, "summary", ""));
+                printf(HISTORY_ROW, oobctl_json_str(e, "id", "?"), when, took,
+                       oobctl_json_str(e, "outcome", "?"), oobctl_json_str(e, "failed_step", "-"),
+                       oobctl_json_str(e, "manifest", "-"), oobctl_json_str(e, "snapshot", "-"),
+                       oobctl_json_str(e, "summary", ""));
         }
         return fflush(stdout) == 0 ? OOBCTL_EXIT_OK : OOBCTL_EXIT_FAILURE;
 }

@@ -37,7 +37,8 @@ int oobctl_bus_connect(const char *address, sd_bus **ret) {
         }
         if (r < 0) {
                 sd_bus_unref(bus);
-                log_error_errno(r, "Cannot reach oobd: cannot connect to %s: %m", address ?: "the system bus");
+                log_error_errno(r, "Cannot reach oobd: cannot connect to %s: %m",
+                                address ?: "the system bus");
                 return OOBCTL_EXIT_UNREACHABLE;
         }
         *ret = bus;
@@ -47,7 +48,9 @@ int oobctl_bus_connect(const char *address, sd_bus **ret) {
 /* Is this error the bus saying nobody owns the name (oobd not running)? */
 static bool error_is_unreachable(const sd_bus_error *e, int r) {
         static const char *const names[] = {
-                SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER, SD_BUS_ERROR_NO_REPLY,
+                SD_BUS_ERROR_SERVICE_UNKNOWN,
+                SD_BUS_ERROR_NAME_HAS_NO_OWNER,
+                SD_BUS_ERROR_NO_REPLY,
                 SD_BUS_ERROR_DISCONNECTED,
         };
 
@@ -66,7 +69,8 @@ int oobctl_bus_failure(const char *what, const sd_bus_error *e, int r) {
         if (sd_bus_error_has_name(e, SD_BUS_ERROR_ACCESS_DENIED)) {
                 /* The bus's own refusal lists the policy rules; ours says it plainly. */
                 log_error("Cannot %s: permission denied (only root and members of group 'oob' may start or "
-                          "cancel jobs).", what);
+                          "cancel jobs).",
+                          what);
                 return OOBCTL_EXIT_FAILURE;
         }
         if (sd_bus_error_is_set(e))
@@ -126,26 +130,25 @@ const char *oobctl_json_str(const json_t *o, const char *key, const char *def) {
 }
 
 static void status_usage(FILE *f) {
-        fprintf(f,
-                "Usage: oobctl status [--json] [--bus-address ADDR]\n"
-                "\n"
-                "What oobd is doing: its state, the running job and its step, the last job's\n"
-                "outcome, and the reports waiting to be sent.\n"
-                "\n"
-                "Options:\n"
-                "  --json              print oobd's status object (GetStatus) instead\n"
-                "  --bus-address ADDR  talk to oobd on this D-Bus address (default: the system bus)\n"
-                "  -h, --help          show this help\n"
-                "\n"
-                "Exit status: 0 success, 1 failure, 2 usage error, 3 oobd not reachable.\n");
+        fprintf(f, "Usage: oobctl status [--json] [--bus-address ADDR]\n"
+                   "\n"
+                   "What oobd is doing: its state, the running job and its step, the last job's\n"
+                   "outcome, and the reports waiting to be sent.\n"
+                   "\n"
+                   "Options:\n"
+                   "  --json              print oobd's status object (GetStatus) instead\n"
+                   "  --bus-address ADDR  talk to oobd on this D-Bus address (default: the system bus)\n"
+                   "  -h, --help          show this help\n"
+                   "\n"
+                   "Exit status: 0 success, 1 failure, 2 usage error, 3 oobd not reachable.\n");
 }
 
 int verb_status(int argc, char *argv[]) {
         enum { ARG_JSON = 0x100, ARG_BUS_ADDRESS };
         static const struct option options[] = {
-                { "json", no_argument, NULL, ARG_JSON },
-                { "bus-address", required_argument, NULL, ARG_BUS_ADDRESS },
-                { "help", no_argument, NULL, 'h' },
+                {"json", no_argument, NULL, ARG_JSON},
+                {"bus-address", required_argument, NULL, ARG_BUS_ADDRESS},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -196,14 +199,16 @@ int verb_status(int argc, char *argv[]) {
                 oobctl_format_time(json_integer_value(json_object_get(job, "started")), when, sizeof(when));
                 printf("Job:             %s %s, started %s\n", oobctl_json_str(job, "kind", "?"),
                        oobctl_json_str(job, "id", "?"), when);
-                printf("Step:            %s %" JSON_INTEGER_FORMAT "%%%s%s%s\n", oobctl_json_str(job, "step", "?"),
+                printf("Step:            %s %" JSON_INTEGER_FORMAT "%%%s%s%s\n",
+                       oobctl_json_str(job, "step", "?"),
                        json_integer_value(json_object_get(job, "percent")), text ? " (" : "", text ?: "",
                        text ? ")" : "");
         }
         if (json_is_object(last)) {
                 const char *manifest = oobctl_json_str(last, "manifest", NULL);
 
-                oobctl_format_time(json_integer_value(json_object_get(last, "finished")), when, sizeof(when));
+                oobctl_format_time(json_integer_value(json_object_get(last, "finished")), when,
+                                   sizeof(when));
                 printf("Last job:        %s %s: %s at %s%s%s\n", oobctl_json_str(last, "kind", "?"),
                        oobctl_json_str(last, "id", "?"), oobctl_json_str(last, "outcome", "?"), when,
                        manifest ? ", manifest " : "", manifest ?: "");
@@ -214,6 +219,7 @@ int verb_status(int argc, char *argv[]) {
         printf("Repository:      %s\n", oobctl_json_str(st, "repository", "not configured"));
         if (!json_is_true(json_object_get(st, "patch_window")))
                 printf("Patch window:    not available in this oobd\n");
-        printf("Pending reports: %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(st, "pending_reports")));
+        printf("Pending reports: %" JSON_INTEGER_FORMAT "\n",
+               json_integer_value(json_object_get(st, "pending_reports")));
         return fflush(stdout) == 0 ? OOBCTL_EXIT_OK : OOBCTL_EXIT_FAILURE;
 }

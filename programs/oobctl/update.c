@@ -37,7 +37,7 @@ typedef struct UpdateArgs {
 /* What `now --wait` sees while following the job. */
 typedef struct Follow {
         const UpdateArgs *args;
-        const char *id;                /* NULL until UpdateNow answered */
+        const char *id; /* NULL until UpdateNow answered */
         bool tty;
         unsigned columns;
         bool bar_shown;
@@ -49,33 +49,32 @@ typedef struct Follow {
 } Follow;
 
 static void update_usage(FILE *f) {
-        fprintf(f,
-                "Usage: oobctl update now [--wait] [--force] [--json] [--bus-address ADDR]\n"
-                "       oobctl update check [--json] [--bus-address ADDR]\n"
-                "\n"
-                "  now     start a patch window in oobd now (or join the one running) and print\n"
-                "          its job id; with --wait, follow it to the end\n"
-                "  check   refresh the repository's metadata and say whether an update is\n"
-                "          available for this device, without applying it\n"
-                "\n"
-                "Options:\n"
-                "  --wait              follow the job: a progress bar on a terminal, plain lines\n"
-                "                      otherwise; the exit status tells the outcome\n"
-                "  --force             do not defer when the desktop's user is active\n"
-                "  --json              print the result as JSON (no progress output)\n"
-                "  --bus-address ADDR  talk to oobd on this D-Bus address (default: the system bus)\n"
-                "  -h, --help          show this help\n"
-                "\n"
-                "Starting and checking is for root and members of group 'oob'.\n"
-                "\n"
-                "Exit status:\n"
-                "  0  now: started (without --wait) or committed; check: an update is available\n"
-                "  1  failure: the job failed (the disk is as before) or the request was refused\n"
-                "  2  usage error\n"
-                "  3  oobd is not reachable (not running, or the bus is not)\n"
-                "  4  the update was applied, failed its trial boot and was rolled back\n"
-                "  5  nothing to do: up to date\n"
-                "  6  not done now: cancelled, or deferred because the user was active\n");
+        fprintf(f, "Usage: oobctl update now [--wait] [--force] [--json] [--bus-address ADDR]\n"
+                   "       oobctl update check [--json] [--bus-address ADDR]\n"
+                   "\n"
+                   "  now     start a patch window in oobd now (or join the one running) and print\n"
+                   "          its job id; with --wait, follow it to the end\n"
+                   "  check   refresh the repository's metadata and say whether an update is\n"
+                   "          available for this device, without applying it\n"
+                   "\n"
+                   "Options:\n"
+                   "  --wait              follow the job: a progress bar on a terminal, plain lines\n"
+                   "                      otherwise; the exit status tells the outcome\n"
+                   "  --force             do not defer when the desktop's user is active\n"
+                   "  --json              print the result as JSON (no progress output)\n"
+                   "  --bus-address ADDR  talk to oobd on this D-Bus address (default: the system bus)\n"
+                   "  -h, --help          show this help\n"
+                   "\n"
+                   "Starting and checking is for root and members of group 'oob'.\n"
+                   "\n"
+                   "Exit status:\n"
+                   "  0  now: started (without --wait) or committed; check: an update is available\n"
+                   "  1  failure: the job failed (the disk is as before) or the request was refused\n"
+                   "  2  usage error\n"
+                   "  3  oobd is not reachable (not running, or the bus is not)\n"
+                   "  4  the update was applied, failed its trial boot and was rolled back\n"
+                   "  5  nothing to do: up to date\n"
+                   "  6  not done now: cancelled, or deferred because the user was active\n");
 }
 
 static int exit_status_for(const char *outcome) {
@@ -199,7 +198,7 @@ static int update_now(const UpdateArgs *a) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Follow f = { .args = a, .tty = isatty(STDOUT_FILENO) && !a->json, .last_percent = 0 };
+        Follow f = {.args = a, .tty = isatty(STDOUT_FILENO) && !a->json, .last_percent = 0};
         const char *id;
         int r, ret;
 
@@ -209,14 +208,15 @@ static int update_now(const UpdateArgs *a) {
 
         /* Subscribe before asking, so that no signal of our job can slip by. */
         if (a->wait) {
-                if ((r = sd_bus_match_signal(bus, NULL, BUS_NAME, BUS_PATH, BUS_INTERFACE, "Progress", on_progress,
-                                             &f)) < 0 ||
+                if ((r = sd_bus_match_signal(bus, NULL, BUS_NAME, BUS_PATH, BUS_INTERFACE, "Progress",
+                                             on_progress, &f)) < 0 ||
                     (r = sd_bus_match_signal(bus, NULL, BUS_NAME, BUS_PATH, BUS_INTERFACE, "JobFinished",
                                              on_job_finished, &f)) < 0 ||
                     (r = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                              "org.freedesktop.DBus", "NameOwnerChanged", on_owner_changed,
                                              &f)) < 0) {
-                        log_error_errno(r, "Cannot follow the update: subscribing to oobd's signals failed: %m");
+                        log_error_errno(
+                                r, "Cannot follow the update: subscribing to oobd's signals failed: %m");
                         return OOBCTL_EXIT_FAILURE;
                 }
         }
@@ -257,7 +257,8 @@ static int update_now(const UpdateArgs *a) {
                 if (r < 0) {
                         if (f.bar_shown)
                                 putchar('\n');
-                        log_error_errno(r, "Lost the connection to the bus while update %s was running: %m", id);
+                        log_error_errno(r, "Lost the connection to the bus while update %s was running: %m",
+                                        id);
                         ret = OOBCTL_EXIT_UNREACHABLE;
                         goto finish;
                 }
@@ -274,8 +275,10 @@ static int update_now(const UpdateArgs *a) {
                 putchar('\n');
 
         if (!f.done) {
-                log_error("oobd stopped while update %s was running; it resumes or rolls back when oobd starts "
-                          "again (see 'oobctl status').", id);
+                log_error("oobd stopped while update %s was running; it resumes or rolls back when oobd "
+                          "starts "
+                          "again (see 'oobctl status').",
+                          id);
                 ret = OOBCTL_EXIT_UNREACHABLE;
                 goto finish;
         }
@@ -327,11 +330,11 @@ static int update_check(const UpdateArgs *a) {
 int verb_update(int argc, char *argv[]) {
         enum { ARG_WAIT = 0x100, ARG_FORCE, ARG_JSON, ARG_BUS_ADDRESS };
         static const struct option options[] = {
-                { "wait", no_argument, NULL, ARG_WAIT },
-                { "force", no_argument, NULL, ARG_FORCE },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "bus-address", required_argument, NULL, ARG_BUS_ADDRESS },
-                { "help", no_argument, NULL, 'h' },
+                {"wait", no_argument, NULL, ARG_WAIT},
+                {"force", no_argument, NULL, ARG_FORCE},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"bus-address", required_argument, NULL, ARG_BUS_ADDRESS},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         UpdateArgs a = {};

@@ -19,35 +19,37 @@
 #define DEVICE_ID_MAX 64
 
 static const ConfigItem config_items[] = {
-        { "repository", "metadata-url", config_parse_string, offsetof(OobdConfig, metadata_url) },
-        { "repository", "targets-url", config_parse_string, offsetof(OobdConfig, targets_url) },
-        { "repository", "ca-file", config_parse_path, offsetof(OobdConfig, ca_file) },
-        { "repository", "allow-http", config_parse_bool, offsetof(OobdConfig, allow_http) },
-        { "device", "id", config_parse_string, offsetof(OobdConfig, device_id) },
-        { "device", "groups", config_parse_strv, offsetof(OobdConfig, groups) },
-        { "paths", "state-dir", config_parse_path, offsetof(OobdConfig, state_dir) },
-        { "paths", "metadata-dir", config_parse_path, offsetof(OobdConfig, metadata_dir) },
-        { "paths", "payload-dir", config_parse_path, offsetof(OobdConfig, payload_dir) },
-        { "paths", "catalog-dir", config_parse_path, offsetof(OobdConfig, catalog_dir) },
-        { "paths", "outbox-dir", config_parse_path, offsetof(OobdConfig, outbox_dir) },
-        { "desktop", "uri", config_parse_string, offsetof(OobdConfig, desktop_uri) },
-        { "desktop", "name", config_parse_string, offsetof(OobdConfig, desktop_name) },
-        { "desktop", "shutdown-agent-timeout", config_parse_seconds,
-          offsetof(OobdConfig, shutdown_agent_timeout) },
-        { "desktop", "shutdown-acpi-timeout", config_parse_seconds, offsetof(OobdConfig, shutdown_acpi_timeout) },
-        { "desktop", "defer-when-user-active", config_parse_bool, offsetof(OobdConfig, defer_when_user_active) },
-        { "window", "bandwidth-limit", config_parse_bytes, offsetof(OobdConfig, bandwidth_limit) },
-        { "window", "max-download-time", config_parse_seconds, offsetof(OobdConfig, max_download_time) },
-        { "window", "trial-boot-timeout", config_parse_seconds, offsetof(OobdConfig, trial_boot_timeout) },
-        { "window", "trial-stability", config_parse_seconds, offsetof(OobdConfig, trial_stability) },
-        { "reports", "url", config_parse_string, offsetof(OobdConfig, reports_url) },
-        { "guard", "max-crashes", config_parse_unsigned, offsetof(OobdConfig, guard_max_crashes) },
-        { "guard", "window", config_parse_seconds, offsetof(OobdConfig, guard_window) },
-        { "retention", "keep-snapshots", config_parse_unsigned, offsetof(OobdConfig, keep_snapshots) },
+        {"repository", "metadata-url", config_parse_string, offsetof(OobdConfig, metadata_url)},
+        {"repository", "targets-url", config_parse_string, offsetof(OobdConfig, targets_url)},
+        {"repository", "ca-file", config_parse_path, offsetof(OobdConfig, ca_file)},
+        {"repository", "allow-http", config_parse_bool, offsetof(OobdConfig, allow_http)},
+        {"device", "id", config_parse_string, offsetof(OobdConfig, device_id)},
+        {"device", "groups", config_parse_strv, offsetof(OobdConfig, groups)},
+        {"paths", "state-dir", config_parse_path, offsetof(OobdConfig, state_dir)},
+        {"paths", "metadata-dir", config_parse_path, offsetof(OobdConfig, metadata_dir)},
+        {"paths", "payload-dir", config_parse_path, offsetof(OobdConfig, payload_dir)},
+        {"paths", "catalog-dir", config_parse_path, offsetof(OobdConfig, catalog_dir)},
+        {"paths", "outbox-dir", config_parse_path, offsetof(OobdConfig, outbox_dir)},
+        {"desktop", "uri", config_parse_string, offsetof(OobdConfig, desktop_uri)},
+        {"desktop", "name", config_parse_string, offsetof(OobdConfig, desktop_name)},
+        {"desktop", "shutdown-agent-timeout", config_parse_seconds,
+         offsetof(OobdConfig, shutdown_agent_timeout)},
+        {"desktop", "shutdown-acpi-timeout", config_parse_seconds,
+         offsetof(OobdConfig, shutdown_acpi_timeout)},
+        {"desktop", "defer-when-user-active", config_parse_bool,
+         offsetof(OobdConfig, defer_when_user_active)},
+        {"window", "bandwidth-limit", config_parse_bytes, offsetof(OobdConfig, bandwidth_limit)},
+        {"window", "max-download-time", config_parse_seconds, offsetof(OobdConfig, max_download_time)},
+        {"window", "trial-boot-timeout", config_parse_seconds, offsetof(OobdConfig, trial_boot_timeout)},
+        {"window", "trial-stability", config_parse_seconds, offsetof(OobdConfig, trial_stability)},
+        {"reports", "url", config_parse_string, offsetof(OobdConfig, reports_url)},
+        {"guard", "max-crashes", config_parse_unsigned, offsetof(OobdConfig, guard_max_crashes)},
+        {"guard", "window", config_parse_seconds, offsetof(OobdConfig, guard_window)},
+        {"retention", "keep-snapshots", config_parse_unsigned, offsetof(OobdConfig, keep_snapshots)},
 };
 
 static void config_defaults(OobdConfig *c) {
-        *c = (OobdConfig) {
+        *c = (OobdConfig){
                 .shutdown_agent_timeout = 3 * 60,
                 .shutdown_acpi_timeout = 2 * 60,
                 .defer_when_user_active = true,
@@ -77,7 +79,7 @@ void oobd_config_done(OobdConfig *c) {
         free(c->desktop_uri);
         free(c->desktop_name);
         free(c->reports_url);
-        *c = (OobdConfig) {};
+        *c = (OobdConfig){};
 }
 
 static void config_donep(OobdConfig *c) {
@@ -139,7 +141,7 @@ static int derive_targets_url(const char *metadata_url, char **ret) {
         host = strstr(base, "://");
         slash = strrchr(base, '/');
         if (!host || slash < host + 3 || !strchr(host + 3, '/'))
-                return -EINVAL;   /* no path component to replace */
+                return -EINVAL; /* no path component to replace */
         slash[1] = 0;
         if (asprintf(ret, "%stargets", base) < 0)
                 return -ENOMEM;
@@ -160,7 +162,8 @@ static int config_finish(OobdConfig *c, const char *path, char **ret_error) {
                 if (r == -EINVAL)
                         return refuse(ret_error, path,
                                       "[repository] metadata-url: '%s' has no path to put 'targets' beside; "
-                                      "set targets-url", c->metadata_url);
+                                      "set targets-url",
+                                      c->metadata_url);
                 if (r < 0)
                         return r;
         }
@@ -173,19 +176,22 @@ static int config_finish(OobdConfig *c, const char *path, char **ret_error) {
 
                 r = sd_id128_get_machine_app_specific(OOB_DEVICE_APP_ID, &id);
                 if (r < 0)
-                        return refuse(ret_error, path, "[device] id: not set, and no machine ID to derive it from "
-                                      "(/etc/machine-id: %s)", strerror(-r));
+                        return refuse(ret_error, path,
+                                      "[device] id: not set, and no machine ID to derive it from "
+                                      "(/etc/machine-id: %s)",
+                                      strerror(-r));
                 c->device_id = strdup(sd_id128_to_string(id, buf));
                 if (!c->device_id)
                         return -ENOMEM;
         } else if (!word_is_safe(c->device_id))
-                return refuse(ret_error, path, "[device] id: '%s' must be 1-%d letters, digits, '-', '_' or '.'",
+                return refuse(ret_error, path,
+                              "[device] id: '%s' must be 1-%d letters, digits, '-', '_' or '.'",
                               c->device_id, DEVICE_ID_MAX);
         for (char **g = c->groups; g && *g; g++)
                 if (!word_is_safe(*g))
                         return refuse(ret_error, path,
-                                      "[device] groups: '%s' must be 1-%d letters, digits, '-', '_' or '.'", *g,
-                                      DEVICE_ID_MAX);
+                                      "[device] groups: '%s' must be 1-%d letters, digits, '-', '_' or '.'",
+                                      *g, DEVICE_ID_MAX);
 
         if (!c->state_dir) {
                 c->state_dir = strdup("/var/lib/oob");
@@ -208,10 +214,12 @@ static int config_finish(OobdConfig *c, const char *path, char **ret_error) {
         if (c->max_download_time == 0)
                 return refuse(ret_error, path, "[window] max-download-time must be longer than 0");
         if (c->trial_boot_timeout == 0 || c->trial_stability == 0)
-                return refuse(ret_error, path, "[window] trial-boot-timeout and trial-stability must be longer "
+                return refuse(ret_error, path,
+                              "[window] trial-boot-timeout and trial-stability must be longer "
                               "than 0");
         if (c->guard_max_crashes > 0 && c->guard_window == 0)
-                return refuse(ret_error, path, "[guard] window must be longer than 0 (or max-crashes = 0 to turn "
+                return refuse(ret_error, path,
+                              "[guard] window must be longer than 0 (or max-crashes = 0 to turn "
                               "the guard off)");
         if (c->keep_snapshots == 0)
                 return refuse(ret_error, path, "[retention] keep-snapshots must be at least 1");
@@ -240,7 +248,7 @@ int oobd_config_load(const char *path, bool must_exist, OobdConfig *ret, char **
                 return r;
 
         *ret = c;
-        c = (OobdConfig) {};
+        c = (OobdConfig){};
         return 0;
 }
 
@@ -299,7 +307,7 @@ int oobd_config_dump(const OobdConfig *c, FILE *f) {
 }
 
 void oobd_config_fetch_options(const OobdConfig *c, FetchOptions *ret) {
-        *ret = (FetchOptions) {
+        *ret = (FetchOptions){
                 .allow_http = c->allow_http,
                 .ca_file = c->ca_file,
                 .total_timeout_sec = c->max_download_time,
@@ -308,7 +316,7 @@ void oobd_config_fetch_options(const OobdConfig *c, FetchOptions *ret) {
 }
 
 void oobd_config_tuf_options(const OobdConfig *c, TufClientOptions *ret) {
-        *ret = (TufClientOptions) {
+        *ret = (TufClientOptions){
                 .metadata_dir = c->metadata_dir,
                 .metadata_url = c->metadata_url,
                 .target_base_url = c->targets_url,

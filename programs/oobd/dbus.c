@@ -67,9 +67,10 @@ static int check_admin(sd_bus_message *msg, const char *action, sd_bus_error *er
         gid_t gid;
         int r, n;
 
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_GID |
-                                                   SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS |
-                                                   SD_BUS_CREDS_AUGMENT,
+        r = sd_bus_query_sender_creds(msg,
+                                      SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_GID |
+                                              SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS |
+                                              SD_BUS_CREDS_AUGMENT,
                                       &creds);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot tell who is calling: %m");
@@ -142,14 +143,16 @@ static int start_error(Manager *m, int r, const char *what, sd_bus_error *error)
                 return sd_bus_error_setf(error, OOBD_BUS_ERROR_BUSY, "Cannot %s: %s %s is running.", what,
                                          job_kind_to_string(m->job->kind), m->job->id);
         case -ESHUTDOWN:
-                return sd_bus_error_setf(error, OOBD_BUS_ERROR_STOPPING, "Cannot %s: oobd is stopping.", what);
+                return sd_bus_error_setf(error, OOBD_BUS_ERROR_STOPPING, "Cannot %s: oobd is stopping.",
+                                         what);
         case -EOPNOTSUPP:
                 return sd_bus_error_setf(error, OOBD_BUS_ERROR_NOT_AVAILABLE,
                                          "Cannot %s: this oobd has no patch window.", what);
         case -EDESTADDRREQ:
-                return sd_bus_error_setf(error, OOBD_BUS_ERROR_NOT_AVAILABLE,
-                                         "Cannot %s: no repository configured ([repository] metadata-url in %s).",
-                                         what, m->config_path);
+                return sd_bus_error_setf(
+                        error, OOBD_BUS_ERROR_NOT_AVAILABLE,
+                        "Cannot %s: no repository configured ([repository] metadata-url in %s).", what,
+                        m->config_path);
         default:
                 return sd_bus_error_set_errnof(error, r, "Cannot %s: %m", what);
         }
@@ -201,7 +204,7 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         m->check_calls[m->n_check_calls++] = sd_bus_message_ref(msg);
 
         if (m->job && !m->job->finished)
-                return 1;   /* a check runs: share its answer */
+                return 1; /* a check runs: share its answer */
 
         r = manager_start_job(m, JOB_CHECK, 0, NULL, NULL);
         if (r < 0) {
@@ -254,8 +257,7 @@ static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_reply_method_return(msg, "s", json);
 }
 
-#define PROPERTY(name, sig) \
-        SD_BUS_PROPERTY(name, sig, property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+#define PROPERTY(name, sig) SD_BUS_PROPERTY(name, sig, property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -280,9 +282,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetHistory", "", , "s", SD_BUS_PARAM(json), method_get_history,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_SIGNAL_WITH_NAMES("Progress", "sus", SD_BUS_PARAM(step) SD_BUS_PARAM(percent) SD_BUS_PARAM(text), 0),
-        SD_BUS_SIGNAL_WITH_NAMES("JobFinished", "sss", SD_BUS_PARAM(id) SD_BUS_PARAM(outcome) SD_BUS_PARAM(summary),
-                                 0),
+        SD_BUS_SIGNAL_WITH_NAMES("Progress", "sus",
+                                 SD_BUS_PARAM(step) SD_BUS_PARAM(percent) SD_BUS_PARAM(text), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("JobFinished", "sss",
+                                 SD_BUS_PARAM(id) SD_BUS_PARAM(outcome) SD_BUS_PARAM(summary), 0),
         SD_BUS_VTABLE_END,
 };
 
@@ -366,7 +369,8 @@ void bus_reply_check_calls(Manager *m, JobOutcome outcome, const char *manifest,
                 int r;
 
                 if (outcome == JOB_AVAILABLE || outcome == JOB_UP_TO_DATE)
-                        r = sd_bus_reply_method_return(msg, "s", outcome == JOB_AVAILABLE && manifest ? manifest : "");
+                        r = sd_bus_reply_method_return(msg, "s",
+                                                       outcome == JOB_AVAILABLE && manifest ? manifest : "");
                 else
                         r = sd_bus_reply_method_errorf(msg, OOBD_BUS_ERROR_JOB_FAILED, "The check %s: %s",
                                                        job_outcome_to_string(outcome), summary ?: "");

@@ -178,11 +178,12 @@ int history_append(const char *state_dir, const HistoryEntry *e) {
             set_new(entry, "finished", json_integer(e->finished)) < 0 ||
             set_new(entry, "outcome", json_string(job_outcome_to_string(e->outcome))) < 0 ||
             /* json_string() refuses invalid UTF-8: never lose an entry to a summary */
-            set_new(entry, "summary", json_string(e->summary) ?: json_string("(summary not valid UTF-8)")) < 0 ||
+            set_new(entry, "summary", json_string(e->summary) ?: json_string("(summary not valid UTF-8)")) <
+                    0 ||
             set_new(entry, "manifest", string_or_null(e->manifest)) < 0 ||
             set_new(entry, "snapshot", string_or_null(e->snapshot)) < 0 ||
-            set_new(entry, "failed_step", string_or_null(e->failed_step >= 0 ?
-                                                         job_step_to_string(e->failed_step) : NULL)) < 0)
+            set_new(entry, "failed_step",
+                    string_or_null(e->failed_step >= 0 ? job_step_to_string(e->failed_step) : NULL)) < 0)
                 return -ENOMEM;
 
         list = json_object_get(root, "transactions");

@@ -11,35 +11,34 @@
 #include "oobd.h"
 
 static void usage(FILE *f) {
-        fprintf(f,
-                "Usage: oobd [OPTIONS]\n"
-                "\n"
-                "The oob daemon: patch windows, the crash guard and reports, on the D-Bus\n"
-                "name " OOBD_BUS_NAME " (see `oobctl status`).\n"
-                "\n"
-                "Options:\n"
-                "  --config FILE        configuration file (default " OOBD_CONFIG_FILE ";\n"
-                "                       the defaults apply when that one is missing)\n"
-                "  --bus-address ADDR   use this D-Bus address instead of the system bus (tests)\n"
-                "  --log-level LEVEL    emerg, alert, crit, err, warning, notice, info (default), debug\n"
-                "  --dump-config        print the effective configuration and exit\n"
-                "  -h, --help           show this help\n"
-                "  --version            show the version\n"
-                "\n"
-                "Signals: SIGTERM/SIGINT stop (a running job first stops at a safe point; a\n"
-                "second signal stops at once), SIGHUP reloads the configuration when idle.\n"
-                "Exit status: 0 stopped cleanly, 1 failure (configuration, bus), 2 usage error.\n");
+        fprintf(f, "Usage: oobd [OPTIONS]\n"
+                   "\n"
+                   "The oob daemon: patch windows, the crash guard and reports, on the D-Bus\n"
+                   "name " OOBD_BUS_NAME " (see `oobctl status`).\n"
+                   "\n"
+                   "Options:\n"
+                   "  --config FILE        configuration file (default " OOBD_CONFIG_FILE ";\n"
+                   "                       the defaults apply when that one is missing)\n"
+                   "  --bus-address ADDR   use this D-Bus address instead of the system bus (tests)\n"
+                   "  --log-level LEVEL    emerg, alert, crit, err, warning, notice, info (default), debug\n"
+                   "  --dump-config        print the effective configuration and exit\n"
+                   "  -h, --help           show this help\n"
+                   "  --version            show the version\n"
+                   "\n"
+                   "Signals: SIGTERM/SIGINT stop (a running job first stops at a safe point; a\n"
+                   "second signal stops at once), SIGHUP reloads the configuration when idle.\n"
+                   "Exit status: 0 stopped cleanly, 1 failure (configuration, bus), 2 usage error.\n");
 }
 
 int main(int argc, char *argv[]) {
         enum { ARG_CONFIG = 0x100, ARG_BUS_ADDRESS, ARG_LOG_LEVEL, ARG_DUMP_CONFIG, ARG_VERSION };
         static const struct option options[] = {
-                { "config", required_argument, NULL, ARG_CONFIG },
-                { "bus-address", required_argument, NULL, ARG_BUS_ADDRESS },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
-                { "dump-config", no_argument, NULL, ARG_DUMP_CONFIG },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                {"config", required_argument, NULL, ARG_CONFIG},
+                {"bus-address", required_argument, NULL, ARG_BUS_ADDRESS},
+                {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+                {"dump-config", no_argument, NULL, ARG_DUMP_CONFIG},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
                 {},
         };
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -118,7 +117,7 @@ int main(int argc, char *argv[]) {
         if (r < 0) {
                 if (r == -ENOMEM)
                         log_error("Out of memory.");
-                return 1;   /* the configuration error was logged */
+                return 1; /* the configuration error was logged */
         }
         r = manager_run(m);
         return r < 0 ? 1 : r;

@@ -29,6 +29,7 @@
 /* window.c may not be linked in yet: a weak reference lets oobd run without it. */
 #pragma weak window_driver
 
+/* clang-format off: one entry a line */
 static const char *const job_kind_table[_JOB_KIND_MAX] = {
         [JOB_UPDATE] = "update",
         [JOB_CHECK] = "check",
@@ -37,36 +38,23 @@ static const char *const job_kind_table[_JOB_KIND_MAX] = {
 DEFINE_STRING_TABLE_LOOKUP(job_kind, JobKind);
 
 static const char *const job_step_table[_JOB_STEP_MAX] = {
-        [JOB_STEP_STARTING] = "starting",
-        [JOB_STEP_REFRESH] = "refresh",
-        [JOB_STEP_SELECT] = "select",
-        [JOB_STEP_DOWNLOAD] = "download",
-        [JOB_STEP_SHUTDOWN] = "shutdown",
-        [JOB_STEP_SNAPSHOT] = "snapshot",
-        [JOB_STEP_APPLY] = "apply",
-        [JOB_STEP_TRIAL] = "trial",
-        [JOB_STEP_COMMIT] = "commit",
-        [JOB_STEP_ROLLBACK] = "rollback",
-        [JOB_STEP_REPORT] = "report",
+        [JOB_STEP_STARTING] = "starting", [JOB_STEP_REFRESH] = "refresh",   [JOB_STEP_SELECT] = "select",
+        [JOB_STEP_DOWNLOAD] = "download", [JOB_STEP_SHUTDOWN] = "shutdown", [JOB_STEP_SNAPSHOT] = "snapshot",
+        [JOB_STEP_APPLY] = "apply",       [JOB_STEP_TRIAL] = "trial",       [JOB_STEP_COMMIT] = "commit",
+        [JOB_STEP_ROLLBACK] = "rollback", [JOB_STEP_REPORT] = "report",
 };
 DEFINE_STRING_TABLE_LOOKUP(job_step, JobStep);
 
 static const char *const job_outcome_table[_JOB_OUTCOME_MAX] = {
-        [JOB_COMMITTED] = "committed",
-        [JOB_ROLLED_BACK] = "rolled-back",
-        [JOB_FAILED] = "failed",
-        [JOB_UP_TO_DATE] = "up-to-date",
-        [JOB_AVAILABLE] = "available",
-        [JOB_CANCELLED] = "cancelled",
+        [JOB_COMMITTED] = "committed",   [JOB_ROLLED_BACK] = "rolled-back", [JOB_FAILED] = "failed",
+        [JOB_UP_TO_DATE] = "up-to-date", [JOB_AVAILABLE] = "available",     [JOB_CANCELLED] = "cancelled",
         [JOB_DEFERRED] = "deferred",
 };
 DEFINE_STRING_TABLE_LOOKUP(job_outcome, JobOutcome);
 
 static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
-        [MANAGER_IDLE] = "idle",
-        [MANAGER_CHECKING] = "checking",
-        [MANAGER_UPDATING] = "updating",
-        [MANAGER_CANCELLING] = "cancelling",
+        [MANAGER_IDLE] = "idle",         [MANAGER_CHECKING] = "checking",
+        [MANAGER_UPDATING] = "updating", [MANAGER_CANCELLING] = "cancelling",
         [MANAGER_STOPPING] = "stopping",
 };
 DEFINE_STRING_TABLE_LOOKUP(manager_state, ManagerState);
@@ -76,14 +64,15 @@ static const struct {
         int level;
         const char *message_id;
 } outcome_log[_JOB_OUTCOME_MAX] = {
-        [JOB_COMMITTED] = { LOG_LEVEL_NOTICE, OOBD_MESSAGE_UPDATE_COMMITTED },
-        [JOB_ROLLED_BACK] = { LOG_LEVEL_WARNING, OOBD_MESSAGE_UPDATE_ROLLED_BACK },
-        [JOB_FAILED] = { LOG_LEVEL_ERR, OOBD_MESSAGE_JOB_FAILED },
-        [JOB_UP_TO_DATE] = { LOG_LEVEL_INFO, OOBD_MESSAGE_UP_TO_DATE },
-        [JOB_AVAILABLE] = { LOG_LEVEL_INFO, OOBD_MESSAGE_UPDATE_AVAILABLE },
-        [JOB_CANCELLED] = { LOG_LEVEL_NOTICE, OOBD_MESSAGE_JOB_CANCELLED },
-        [JOB_DEFERRED] = { LOG_LEVEL_NOTICE, OOBD_MESSAGE_JOB_DEFERRED },
+        [JOB_COMMITTED] = {LOG_LEVEL_NOTICE, OOBD_MESSAGE_UPDATE_COMMITTED},
+        [JOB_ROLLED_BACK] = {LOG_LEVEL_WARNING, OOBD_MESSAGE_UPDATE_ROLLED_BACK},
+        [JOB_FAILED] = {LOG_LEVEL_ERR, OOBD_MESSAGE_JOB_FAILED},
+        [JOB_UP_TO_DATE] = {LOG_LEVEL_INFO, OOBD_MESSAGE_UP_TO_DATE},
+        [JOB_AVAILABLE] = {LOG_LEVEL_INFO, OOBD_MESSAGE_UPDATE_AVAILABLE},
+        [JOB_CANCELLED] = {LOG_LEVEL_NOTICE, OOBD_MESSAGE_JOB_CANCELLED},
+        [JOB_DEFERRED] = {LOG_LEVEL_NOTICE, OOBD_MESSAGE_JOB_DEFERRED},
 };
+/* clang-format on */
 
 static uint64_t now_usec(clockid_t clock) {
         struct timespec ts;
@@ -108,7 +97,8 @@ static void notify_status(Manager *m) {
 
         if (!j || j->finished) {
                 if (m->last_outcome >= 0)
-                        (void) sd_notifyf(false, "STATUS=Idle; last %s: %s", job_kind_to_string(m->last_kind),
+                        (void) sd_notifyf(false, "STATUS=Idle; last %s: %s",
+                                          job_kind_to_string(m->last_kind),
                                           job_outcome_to_string(m->last_outcome));
                 else
                         (void) sd_notify(false, "STATUS=Idle");
@@ -203,7 +193,7 @@ int manager_start_job(Manager *m, JobKind kind, uint64_t flags, const char *id, 
         j = calloc(1, sizeof(Job));
         if (!j)
                 return -ENOMEM;
-        *j = (Job) {
+        *j = (Job){
                 .manager = m,
                 .id = TAKE_PTR(new_id),
                 .kind = kind,
@@ -214,12 +204,13 @@ int manager_start_job(Manager *m, JobKind kind, uint64_t flags, const char *id, 
         m->job = j;
         m->last_progress_usec = 0;
 
-        log_struct_id(LOG_LEVEL_INFO, OOBD_MESSAGE_JOB_STARTED, "%s %s: started%s.", job_kind_to_string(kind),
-                      j->id, kind == JOB_RESUME ? " (a transaction interrupted when oobd stopped)" : "");
+        log_struct_id(LOG_LEVEL_INFO, OOBD_MESSAGE_JOB_STARTED, "%s %s: started%s.",
+                      job_kind_to_string(kind), j->id,
+                      kind == JOB_RESUME ? " (a transaction interrupted when oobd stopped)" : "");
         r = m->driver->start(j);
         if (r < 0) {
                 m->job = NULL;
-                if (m->job_reaper)   /* a driver that called job_finished() and then failed anyway */
+                if (m->job_reaper) /* a driver that called job_finished() and then failed anyway */
                         m->job_reaper = sd_event_source_disable_unref(m->job_reaper);
                 job_free(j);
                 return r;
@@ -267,7 +258,7 @@ void job_progress(Job *j, JobStep step, unsigned percent, const char *text_forma
 
                 va_start(ap, text_format);
                 if (vasprintf(&text, text_format, ap) < 0)
-                        text = NULL;   /* keep going without the text */
+                        text = NULL; /* keep going without the text */
                 va_end(ap);
         }
         percent = MIN(percent, 100u);
@@ -307,9 +298,10 @@ void job_finished(Job *j, const JobResult *r) {
         m = j->manager;
         j->finished = true;
 
-        log_struct_id(outcome_log[r->outcome].level, outcome_log[r->outcome].message_id, "%s %s: %s%s%s%s%s%s: %s",
-                      job_kind_to_string(j->kind), j->id, job_outcome_to_string(r->outcome),
-                      r->failed_step >= 0 ? " at " : "", r->failed_step >= 0 ? job_step_to_string(r->failed_step) : "",
+        log_struct_id(outcome_log[r->outcome].level, outcome_log[r->outcome].message_id,
+                      "%s %s: %s%s%s%s%s%s: %s", job_kind_to_string(j->kind), j->id,
+                      job_outcome_to_string(r->outcome), r->failed_step >= 0 ? " at " : "",
+                      r->failed_step >= 0 ? job_step_to_string(r->failed_step) : "",
                       r->manifest ? " (manifest " : "", r->manifest ?: "", r->manifest ? ")" : "",
                       r->summary ?: "(no summary)");
 
@@ -338,8 +330,9 @@ void job_finished(Job *j, const JobResult *r) {
 
                 k = history_append(m->config.state_dir, &e);
                 if (k < 0)
-                        log_error_errno(k, "Failed to record %s %s in %s/%s: %m", job_kind_to_string(j->kind),
-                                        j->id, m->config.state_dir, UPDATE_HISTORY_FILE);
+                        log_error_errno(k, "Failed to record %s %s in %s/%s: %m",
+                                        job_kind_to_string(j->kind), j->id, m->config.state_dir,
+                                        UPDATE_HISTORY_FILE);
         }
 
         if (j->kind == JOB_CHECK)
@@ -382,7 +375,6 @@ unsigned manager_pending_reports(Manager *m) {
         return n;
 }
 
-
 static json_t *string_or_null(const char *s) {
         return s ? json_string(s) : json_null();
 }
@@ -394,24 +386,18 @@ int manager_status_json(Manager *m, char **ret) {
         char *text;
 
         if (j)
-                job = json_pack("{s:s, s:s, s:s, s:i, s:o, s:I, s:b}",
-                                "id", j->id,
-                                "kind", job_kind_to_string(j->kind),
-                                "step", job_step_to_string(j->step),
-                                "percent", (int) j->percent,
-                                "text", string_or_null(j->text),
-                                "started", (json_int_t) j->started,
-                                "cancel_requested", j->cancel_requested);
+                job = json_pack("{s:s, s:s, s:s, s:i, s:o, s:I, s:b}", "id", j->id, "kind",
+                                job_kind_to_string(j->kind), "step", job_step_to_string(j->step), "percent",
+                                (int) j->percent, "text", string_or_null(j->text), "started",
+                                (json_int_t) j->started, "cancel_requested", j->cancel_requested);
         else
                 job = json_null();
         if (m->last_outcome >= 0)
-                last = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}",
-                                 "id", m->last_id ?: "",
-                                 "kind", job_kind_to_string(m->last_kind),
-                                 "outcome", job_outcome_to_string(m->last_outcome),
-                                 "summary", m->last_summary ?: "",
-                                 "manifest", string_or_null(m->last_manifest),
-                                 "finished", (json_int_t) m->last_finished);
+                last = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "id", m->last_id ?: "", "kind",
+                                 job_kind_to_string(m->last_kind), "outcome",
+                                 job_outcome_to_string(m->last_outcome), "summary", m->last_summary ?: "",
+                                 "manifest", string_or_null(m->last_manifest), "finished",
+                                 (json_int_t) m->last_finished);
         else
                 last = json_null();
         if (!job || !last) {
@@ -420,15 +406,11 @@ int manager_status_json(Manager *m, char **ret) {
                 return -ENOMEM;
         }
 
-        root = json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:o, s:i}",
-                         "version", OOB_VERSION,
-                         "state", manager_state_to_string(manager_state(m)),
-                         "device", m->config.device_id,
-                         "repository", string_or_null(m->config.metadata_url),
-                         "patch_window", m->driver != NULL,
-                         "job", job,
-                         "last", last,
-                         "pending_reports", (int) MIN(manager_pending_reports(m), (unsigned) INT_MAX));
+        root = json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:o, s:i}", "version", OOB_VERSION, "state",
+                         manager_state_to_string(manager_state(m)), "device", m->config.device_id,
+                         "repository", string_or_null(m->config.metadata_url), "patch_window",
+                         m->driver != NULL, "job", job, "last", last, "pending_reports",
+                         (int) MIN(manager_pending_reports(m), (unsigned) INT_MAX));
         if (!root)
                 return -ENOMEM;
         text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -483,14 +465,15 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         bus_drop_check_calls(m);
 
         if (!m->job || m->job->finished) {
-                log_struct_id(LOG_LEVEL_INFO, OOBD_MESSAGE_STOPPED, "Stopping (%s).", strsignal((int) si->ssi_signo));
+                log_struct_id(LOG_LEVEL_INFO, OOBD_MESSAGE_STOPPED, "Stopping (%s).",
+                              strsignal((int) si->ssi_signo));
                 (void) sd_event_exit(m->event, EXIT_SUCCESS);
                 return 0;
         }
 
         log_struct_id(LOG_LEVEL_NOTICE, OOBD_MESSAGE_STOPPED,
-                      "Stopping (%s): asking %s %s to stop at a safe point first.", strsignal((int) si->ssi_signo),
-                      job_kind_to_string(m->job->kind), m->job->id);
+                      "Stopping (%s): asking %s %s to stop at a safe point first.",
+                      strsignal((int) si->ssi_signo), job_kind_to_string(m->job->kind), m->job->id);
         m->job->stopping = true;
         (void) manager_cancel_job(m);
         bus_emit_changed(m, "State", NULL);

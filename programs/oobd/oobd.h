@@ -48,17 +48,17 @@
 #define OOBD_ADMIN_GROUP "oob"
 
 /* UpdateNow() flags. */
-#define OOBD_UPDATE_FORCE UINT64_C(1)  /* do not defer when the user is active */
+#define OOBD_UPDATE_FORCE UINT64_C(1) /* do not defer when the user is active */
 #define OOBD_UPDATE_FLAGS_ALL OOBD_UPDATE_FORCE
 
 /*
  * Journal MESSAGE_IDs of oobd (explained in mgmt-vm-rootfs/oob.catalog).
  * The guard's are in recovery/recovery.h, the outbox's in updater/updater.h.
  */
-#define OOBD_MESSAGE_STARTED "9ab09d176c9942e88014f0dcba5b0536"          /* ready on the bus */
-#define OOBD_MESSAGE_STOPPED "d1d54818b387428789355d45acb1af2b"          /* stopping */
-#define OOBD_MESSAGE_CONFIG_INVALID "27dd43c94c6840e199b243154b64d7c0"   /* config refused */
-#define OOBD_MESSAGE_JOB_STARTED "b8c8edfe67cf40719ee3e7c24662b0d7"      /* update, check or resume */
+#define OOBD_MESSAGE_STARTED "9ab09d176c9942e88014f0dcba5b0536"        /* ready on the bus */
+#define OOBD_MESSAGE_STOPPED "d1d54818b387428789355d45acb1af2b"        /* stopping */
+#define OOBD_MESSAGE_CONFIG_INVALID "27dd43c94c6840e199b243154b64d7c0" /* config refused */
+#define OOBD_MESSAGE_JOB_STARTED "b8c8edfe67cf40719ee3e7c24662b0d7"    /* update, check or resume */
 #define OOBD_MESSAGE_UPDATE_COMMITTED "082a51d7481749da99306cdf88a76f83"
 #define OOBD_MESSAGE_UPDATE_ROLLED_BACK "444187c6aedb430b8c7c34e321050cbd"
 #define OOBD_MESSAGE_JOB_FAILED "2e262d61f6ad4d18bfa030b7f671e5e2"
@@ -77,34 +77,34 @@
  */
 typedef struct OobdConfig {
         /* [repository] */
-        char *metadata_url;            /* NULL: not configured (updates refused, NotAvailable) */
-        char *targets_url;             /* default: "targets" beside metadata-url */
-        char *ca_file;                 /* NULL: the system's CAs */
+        char *metadata_url; /* NULL: not configured (updates refused, NotAvailable) */
+        char *targets_url;  /* default: "targets" beside metadata-url */
+        char *ca_file;      /* NULL: the system's CAs */
         bool allow_http;
         /* [device] */
-        char *device_id;               /* default: the machine ID hashed for oob */
-        char **groups;                 /* NULL-terminated, may be NULL */
+        char *device_id; /* default: the machine ID hashed for oob */
+        char **groups;   /* NULL-terminated, may be NULL */
         /* [paths] */
-        char *state_dir;               /* default /var/lib/oob */
-        char *metadata_dir;            /* STATE/metadata: trusted TUF metadata (root.json installed there) */
-        char *payload_dir;             /* STATE/payloads: downloaded targets */
-        char *catalog_dir;             /* STATE/system: the system disk's snapshot catalog */
-        char *outbox_dir;              /* STATE/outbox: reports waiting for delivery */
+        char *state_dir;    /* default /var/lib/oob */
+        char *metadata_dir; /* STATE/metadata: trusted TUF metadata (root.json installed there) */
+        char *payload_dir;  /* STATE/payloads: downloaded targets */
+        char *catalog_dir;  /* STATE/system: the system disk's snapshot catalog */
+        char *outbox_dir;   /* STATE/outbox: reports waiting for delivery */
         /* [desktop] */
-        char *desktop_uri;             /* libvirt URI, default qemu:///system */
-        char *desktop_name;            /* domain, default oob-desktop */
+        char *desktop_uri;  /* libvirt URI, default qemu:///system */
+        char *desktop_name; /* domain, default oob-desktop */
         unsigned shutdown_agent_timeout;
         unsigned shutdown_acpi_timeout;
         bool defer_when_user_active;
         /* [window] */
-        uint64_t bandwidth_limit;      /* bytes per second, 0: none */
-        unsigned max_download_time;    /* whole-transfer deadline */
-        unsigned trial_boot_timeout;   /* the agent must answer within this */
-        unsigned trial_stability;      /* then no crash, hang or agent loss for this long */
+        uint64_t bandwidth_limit;    /* bytes per second, 0: none */
+        unsigned max_download_time;  /* whole-transfer deadline */
+        unsigned trial_boot_timeout; /* the agent must answer within this */
+        unsigned trial_stability;    /* then no crash, hang or agent loss for this long */
         /* [reports] */
-        char *reports_url;             /* NULL: reports are not sent (none are queued) */
+        char *reports_url; /* NULL: reports are not sent (none are queued) */
         /* [guard] */
-        unsigned guard_max_crashes;    /* 0: no guard */
+        unsigned guard_max_crashes; /* 0: no guard */
         unsigned guard_window;
         /* [retention] */
         unsigned keep_snapshots;
@@ -130,47 +130,47 @@ void oobd_config_fetch_options(const OobdConfig *c, FetchOptions *ret);
 /* ---- jobs ------------------------------------------------------------------------ */
 
 typedef enum JobKind {
-        JOB_UPDATE,                    /* a patch window: UpdateNow() or the timer */
-        JOB_CHECK,                     /* refresh metadata, pick a manifest, stop: Check() */
-        JOB_RESUME,                    /* a transaction found persisted mid-way at start */
+        JOB_UPDATE, /* a patch window: UpdateNow() or the timer */
+        JOB_CHECK,  /* refresh metadata, pick a manifest, stop: Check() */
+        JOB_RESUME, /* a transaction found persisted mid-way at start */
         _JOB_KIND_MAX,
         _JOB_KIND_INVALID = -EINVAL,
 } JobKind;
-const char *job_kind_to_string(JobKind k);     /* "update", "check", "resume" */
+const char *job_kind_to_string(JobKind k); /* "update", "check", "resume" */
 JobKind job_kind_from_string(const char *s);
 
 /* The steps of a patch window, in order (a job reports the ones it goes through). */
 typedef enum JobStep {
-        JOB_STEP_STARTING,             /* accepted, not yet working */
-        JOB_STEP_REFRESH,              /* TUF metadata refresh */
-        JOB_STEP_SELECT,               /* pick the manifest for this device */
-        JOB_STEP_DOWNLOAD,             /* payloads */
-        JOB_STEP_SHUTDOWN,             /* shut the desktop down */
-        JOB_STEP_SNAPSHOT,             /* pre-patch snapshot */
-        JOB_STEP_APPLY,                /* offline apply on a staging overlay */
-        JOB_STEP_TRIAL,                /* trial boot */
-        JOB_STEP_COMMIT,               /* mark known-good, retention */
-        JOB_STEP_ROLLBACK,             /* revert to the pre-patch snapshot */
-        JOB_STEP_REPORT,               /* queue the report */
+        JOB_STEP_STARTING, /* accepted, not yet working */
+        JOB_STEP_REFRESH,  /* TUF metadata refresh */
+        JOB_STEP_SELECT,   /* pick the manifest for this device */
+        JOB_STEP_DOWNLOAD, /* payloads */
+        JOB_STEP_SHUTDOWN, /* shut the desktop down */
+        JOB_STEP_SNAPSHOT, /* pre-patch snapshot */
+        JOB_STEP_APPLY,    /* offline apply on a staging overlay */
+        JOB_STEP_TRIAL,    /* trial boot */
+        JOB_STEP_COMMIT,   /* mark known-good, retention */
+        JOB_STEP_ROLLBACK, /* revert to the pre-patch snapshot */
+        JOB_STEP_REPORT,   /* queue the report */
         _JOB_STEP_MAX,
         _JOB_STEP_INVALID = -EINVAL,
 } JobStep;
-const char *job_step_to_string(JobStep s);     /* "starting", "refresh", ..., "trial", "rollback", "report" */
+const char *job_step_to_string(JobStep s); /* "starting", "refresh", ..., "trial", "rollback", "report" */
 JobStep job_step_from_string(const char *s);
 
 typedef enum JobOutcome {
-        JOB_COMMITTED,                 /* update applied, trial passed, committed */
-        JOB_ROLLED_BACK,               /* update applied, trial failed (or later error), disk reverted */
-        JOB_FAILED,                    /* stopped by an error; the disk is as before */
-        JOB_UP_TO_DATE,                /* nothing to apply (update and check) */
-        JOB_AVAILABLE,                 /* check only: an update is available (JobResult.manifest) */
-        JOB_CANCELLED,                 /* Cancel() or stop; the disk is as before */
-        JOB_DEFERRED,                  /* not now (the user is active); the timer tries again */
+        JOB_COMMITTED,   /* update applied, trial passed, committed */
+        JOB_ROLLED_BACK, /* update applied, trial failed (or later error), disk reverted */
+        JOB_FAILED,      /* stopped by an error; the disk is as before */
+        JOB_UP_TO_DATE,  /* nothing to apply (update and check) */
+        JOB_AVAILABLE,   /* check only: an update is available (JobResult.manifest) */
+        JOB_CANCELLED,   /* Cancel() or stop; the disk is as before */
+        JOB_DEFERRED,    /* not now (the user is active); the timer tries again */
         _JOB_OUTCOME_MAX,
         _JOB_OUTCOME_INVALID = -EINVAL,
 } JobOutcome;
-const char *job_outcome_to_string(JobOutcome o);  /* "committed", "rolled-back", "failed", "up-to-date",
-                                                   * "available", "cancelled", "deferred" */
+const char *job_outcome_to_string(JobOutcome o); /* "committed", "rolled-back", "failed", "up-to-date",
+                                                  * "available", "cancelled", "deferred" */
 JobOutcome job_outcome_from_string(const char *s);
 
 typedef struct Manager Manager;
@@ -181,27 +181,27 @@ typedef struct Manager Manager;
  */
 typedef struct Job {
         Manager *manager;
-        char *id;                      /* 16 hex digits, or the persisted transaction's id (resume) */
+        char *id; /* 16 hex digits, or the persisted transaction's id (resume) */
         JobKind kind;
-        uint64_t flags;                /* OOBD_UPDATE_* */
+        uint64_t flags; /* OOBD_UPDATE_* */
         JobStep step;
-        unsigned percent;              /* of the current step, 0-100 */
-        char *text;                    /* one line about the current step, or NULL */
-        int64_t started;               /* seconds since the epoch */
-        bool cancel_requested;         /* Cancel() or SIGTERM asked (see JobDriver.cancel) */
-        bool stopping;                 /* ... and it was SIGTERM: the daemon exits after the job */
-        bool finished;                 /* job_finished() was called */
-        void *userdata;                /* the driver's */
+        unsigned percent;      /* of the current step, 0-100 */
+        char *text;            /* one line about the current step, or NULL */
+        int64_t started;       /* seconds since the epoch */
+        bool cancel_requested; /* Cancel() or SIGTERM asked (see JobDriver.cancel) */
+        bool stopping;         /* ... and it was SIGTERM: the daemon exits after the job */
+        bool finished;         /* job_finished() was called */
+        void *userdata;        /* the driver's */
 } Job;
 
 /* What a finished job says about itself (pointers only need to live for the call). */
 typedef struct JobResult {
         JobOutcome outcome;
-        const char *summary;           /* one sentence for people, e.g. "2024-05 applied; the desktop
-                                        * booted healthy in 41 s"; required */
-        const char *manifest;          /* the manifest applied, rolled back or available, or NULL */
-        const char *snapshot;          /* the pre-patch snapshot, or NULL */
-        JobStep failed_step;           /* where a failed/rolled-back job failed; _JOB_STEP_INVALID otherwise */
+        const char *summary;  /* one sentence for people, e.g. "2024-05 applied; the desktop
+                               * booted healthy in 41 s"; required */
+        const char *manifest; /* the manifest applied, rolled back or available, or NULL */
+        const char *snapshot; /* the pre-patch snapshot, or NULL */
+        JobStep failed_step;  /* where a failed/rolled-back job failed; _JOB_STEP_INVALID otherwise */
 } JobResult;
 
 /*
@@ -266,51 +266,51 @@ void job_finished(Job *j, const JobResult *r);
 typedef enum ManagerState {
         MANAGER_IDLE,
         MANAGER_CHECKING,
-        MANAGER_UPDATING,              /* update and resume jobs */
+        MANAGER_UPDATING, /* update and resume jobs */
         MANAGER_CANCELLING,
         MANAGER_STOPPING,
         _MANAGER_STATE_MAX,
         _MANAGER_STATE_INVALID = -EINVAL,
 } ManagerState;
-const char *manager_state_to_string(ManagerState s);   /* "idle", "checking", "updating", ... */
+const char *manager_state_to_string(ManagerState s); /* "idle", "checking", "updating", ... */
 ManagerState manager_state_from_string(const char *s);
 
 struct Manager {
         sd_event *event;
         sd_bus *bus;
-        char *bus_address;             /* NULL: the system bus */
+        char *bus_address; /* NULL: the system bus */
         char *config_path;
         bool config_must_exist;
         OobdConfig config;
-        const JobDriver *driver;       /* NULL: no patch window in this build */
+        const JobDriver *driver; /* NULL: no patch window in this build */
 
-        Job *job;                      /* the current job, or NULL */
-        sd_event_source *job_reaper;   /* frees a finished job on the next iteration */
-        uint64_t last_progress_usec;   /* CLOCK_MONOTONIC of the last Progress signal */
+        Job *job;                    /* the current job, or NULL */
+        sd_event_source *job_reaper; /* frees a finished job on the next iteration */
+        uint64_t last_progress_usec; /* CLOCK_MONOTONIC of the last Progress signal */
 
         /* the last job that finished (since this daemon started) */
         char *last_id;
         JobKind last_kind;
-        JobOutcome last_outcome;       /* _JOB_OUTCOME_INVALID: none yet */
+        JobOutcome last_outcome; /* _JOB_OUTCOME_INVALID: none yet */
         char *last_summary;
         char *last_manifest;
         int64_t last_finished;
 
-        void (*on_bus_ready)(Manager *m, int error);   /* bus_setup()'s callback */
-        sd_bus_message **check_calls;  /* Check() calls answered when the check job finishes */
+        void (*on_bus_ready)(Manager *m, int error); /* bus_setup()'s callback */
+        sd_bus_message **check_calls;                /* Check() calls answered when the check job finishes */
         size_t n_check_calls;
 
         /* created on first use (resources.c) */
         Fetcher *fetcher;
         Outbox *outbox;
         Desktop *desktop;
-        bool desktop_loop_set_up;      /* desktop_event_loop_setup() done (once per process) */
+        bool desktop_loop_set_up; /* desktop_event_loop_setup() done (once per process) */
         Guard *guard;
-        sd_event_source *guard_retry;  /* the desktop could not be reached: try again later */
+        sd_event_source *guard_retry; /* the desktop could not be reached: try again later */
         bool guard_retry_logged;
 
-        bool stopping;                 /* SIGTERM seen: exit once idle */
-        bool reload_pending;           /* SIGHUP seen while a job ran */
+        bool stopping;       /* SIGTERM seen: exit once idle */
+        bool reload_pending; /* SIGHUP seen while a job ran */
 };
 
 int manager_new(const char *config_path, bool config_must_exist, const char *bus_address, Manager **ret);
@@ -400,9 +400,9 @@ typedef struct HistoryEntry {
         int64_t started, finished;
         JobOutcome outcome;
         const char *summary;
-        const char *manifest;          /* or NULL */
-        const char *snapshot;          /* or NULL */
-        JobStep failed_step;           /* or _JOB_STEP_INVALID */
+        const char *manifest; /* or NULL */
+        const char *snapshot; /* or NULL */
+        JobStep failed_step;  /* or _JOB_STEP_INVALID */
 } HistoryEntry;
 
 int history_append(const char *state_dir, const HistoryEntry *e);

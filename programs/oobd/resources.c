@@ -115,7 +115,7 @@ int manager_get_desktop(Manager *m, Desktop **ret) {
                                 return r;
                         m->desktop_loop_set_up = true;
                 }
-                o = (DesktopOptions) { .uri = m->config.desktop_uri, .name = m->config.desktop_name };
+                o = (DesktopOptions){.uri = m->config.desktop_uri, .name = m->config.desktop_name};
                 r = desktop_open(&o, on_desktop_event, m, &m->desktop);
                 if (r < 0)
                         return r;
@@ -145,7 +145,7 @@ int manager_start_guard(Manager *m) {
 
         r = manager_get_desktop(m, &d);
         if (r >= 0) {
-                o = (GuardOptions) {
+                o = (GuardOptions){
                         .state_dir = m->config.state_dir,
                         .catalog_dir = m->config.catalog_dir,
                         .max_crashes = m->config.guard_max_crashes,
@@ -153,8 +153,10 @@ int manager_start_guard(Manager *m) {
                 };
                 r = guard_new(m->event, d, &o, &m->guard);
                 if (r >= 0) {
-                        log_info("Guarding desktop %s: %u crashes within %us revert it to the last known-good "
-                                 "snapshot.", m->config.desktop_name, m->config.guard_max_crashes,
+                        log_info("Guarding desktop %s: %u crashes within %us revert it to the last "
+                                 "known-good "
+                                 "snapshot.",
+                                 m->config.desktop_name, m->config.guard_max_crashes,
                                  m->config.guard_window);
                         return 0;
                 }

@@ -45,19 +45,19 @@ typedef struct SimStep {
 
 typedef struct Sim {
         Job *job;
-        JobOutcome outcome;            /* how the script ends */
+        JobOutcome outcome; /* how the script ends */
         SimStep script[32];
         size_t n, pos;
-        JobStep hold;                  /* _JOB_STEP_INVALID: none */
+        JobStep hold; /* _JOB_STEP_INVALID: none */
         uint64_t tick_usec;
         sd_event_source *timer;
         bool rolling_back;
-        JobStep cancelled_at;          /* the last step reached when cancel came */
+        JobStep cancelled_at; /* the last step reached when cancel came */
 } Sim;
 
 static void add(Sim *s, JobStep step, unsigned from, unsigned to, unsigned by) {
         for (unsigned p = from; p <= to && s->n < ELEMENTSOF(s->script); p += by) {
-                s->script[s->n++] = (SimStep) { step, p };
+                s->script[s->n++] = (SimStep){step, p};
                 if (by == 0)
                         break;
         }
@@ -108,13 +108,14 @@ static void build_script(Sim *s, JobKind kind, uint64_t flags) {
 }
 
 static void sim_finish(Sim *s) {
-        JobResult r = { .outcome = s->outcome, .failed_step = _JOB_STEP_INVALID };
+        JobResult r = {.outcome = s->outcome, .failed_step = _JOB_STEP_INVALID};
 
         s->timer = sd_event_source_disable_unref(s->timer);
         switch (s->outcome) {
         case JOB_COMMITTED:
-                r.summary = s->job->kind == JOB_RESUME ? "simulated: the interrupted transaction was committed"
-                                                       : "simulated: " SIM_MANIFEST " applied; the trial passed";
+                r.summary = s->job->kind == JOB_RESUME
+                                    ? "simulated: the interrupted transaction was committed"
+                                    : "simulated: " SIM_MANIFEST " applied; the trial passed";
                 r.manifest = SIM_MANIFEST;
                 r.snapshot = SIM_SNAPSHOT;
                 break;
@@ -223,8 +224,8 @@ static void sim_cancel(Job *j) {
         s->cancelled_at = at;
         s->outcome = JOB_ROLLED_BACK;
         s->n = s->pos;
-        s->script[s->n++] = (SimStep) { JOB_STEP_ROLLBACK, 100 };
-        s->script[s->n++] = (SimStep) { JOB_STEP_REPORT, 100 };
+        s->script[s->n++] = (SimStep){JOB_STEP_ROLLBACK, 100};
+        s->script[s->n++] = (SimStep){JOB_STEP_REPORT, 100};
         (void) arm(s);
 }
 

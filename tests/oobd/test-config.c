@@ -37,21 +37,21 @@ typedef struct Settings {
 } Settings;
 
 static const ConfigItem items[] = {
-        { "repository", "url", config_parse_string, offsetof(Settings, url) },
-        { "repository", "allow", config_parse_bool, offsetof(Settings, flag) },
-        { "paths", "dir", config_parse_path, offsetof(Settings, dir) },
-        { "limits", "count", config_parse_unsigned, offsetof(Settings, count) },
-        { "limits", "big", config_parse_uint64, offsetof(Settings, big) },
-        { "limits", "rate", config_parse_bytes, offsetof(Settings, rate) },
-        { "limits", "timeout", config_parse_seconds, offsetof(Settings, timeout) },
-        { "device", "groups", config_parse_strv, offsetof(Settings, groups) },
+        {"repository", "url", config_parse_string, offsetof(Settings, url)},
+        {"repository", "allow", config_parse_bool, offsetof(Settings, flag)},
+        {"paths", "dir", config_parse_path, offsetof(Settings, dir)},
+        {"limits", "count", config_parse_unsigned, offsetof(Settings, count)},
+        {"limits", "big", config_parse_uint64, offsetof(Settings, big)},
+        {"limits", "rate", config_parse_bytes, offsetof(Settings, rate)},
+        {"limits", "timeout", config_parse_seconds, offsetof(Settings, timeout)},
+        {"device", "groups", config_parse_strv, offsetof(Settings, groups)},
 };
 
 static void settings_done(Settings *s) {
         free(s->url);
         free(s->dir);
         strv_free(s->groups);
-        *s = (Settings) {};
+        *s = (Settings){};
 }
 
 /* Parse text into s; returns the error code, *error the message (or NULL). */
@@ -71,26 +71,25 @@ static void refused(const char *text, const char *message) {
 }
 
 START_TEST(test_full_file) {
-        Settings s = { .timeout = 7 };
+        Settings s = {.timeout = 7};
         _cleanup_free_ char *error = NULL;
-        const char *text =
-                "# oob test configuration\n"
-                "; another comment style\n"
-                "\n"
-                "[repository]\n"
-                "url = https://updates.example/metadata#frag  \n"
-                "  allow=YES\r\n"
-                "[ paths ]\n"
-                "\tdir = /var/lib/x y\n"
-                "[limits]\n"
-                "count = 4294967295\n"
-                "big = 18446744073709551615\n"
-                "rate = 10M\n"
-                "   # indented comment\n"
-                "[device]\n"
-                "groups = lab,  floor-2 ,,wing\n"
-                "[limits]\n"
-                "timeout = 1h 30min 5\n";
+        const char *text = "# oob test configuration\n"
+                           "; another comment style\n"
+                           "\n"
+                           "[repository]\n"
+                           "url = https://updates.example/metadata#frag  \n"
+                           "  allow=YES\r\n"
+                           "[ paths ]\n"
+                           "\tdir = /var/lib/x y\n"
+                           "[limits]\n"
+                           "count = 4294967295\n"
+                           "big = 18446744073709551615\n"
+                           "rate = 10M\n"
+                           "   # indented comment\n"
+                           "[device]\n"
+                           "groups = lab,  floor-2 ,,wing\n"
+                           "[limits]\n"
+                           "timeout = 1h 30min 5\n";
 
         ck_assert_int_eq(parse(text, &s, &error), 0);
         ck_assert_ptr_null(error);
@@ -111,7 +110,7 @@ START_TEST(test_full_file) {
 END_TEST
 
 START_TEST(test_untouched_keys_keep_defaults) {
-        Settings s = { .count = 42, .timeout = 600 };
+        Settings s = {.count = 42, .timeout = 600};
         _cleanup_free_ char *error = NULL;
 
         s.url = strdup("https://default.example/");
@@ -130,7 +129,8 @@ START_TEST(test_untouched_keys_keep_defaults) {
 END_TEST
 
 START_TEST(test_refusals_name_file_and_line) {
-        refused("[repository]\nurl = x\n\nbogus = 1\n", "test.conf:4: unknown key 'bogus' in section [repository]");
+        refused("[repository]\nurl = x\n\nbogus = 1\n",
+                "test.conf:4: unknown key 'bogus' in section [repository]");
         refused("[repository]\n[nope]\n", "test.conf:2: unknown section [nope]");
         refused("url = x\n", "test.conf:1: 'url' is outside any section (add a [section] line above it)");
         refused("[repository]\nurl = a\nallow = no\nurl = b\n",
@@ -138,7 +138,8 @@ START_TEST(test_refusals_name_file_and_line) {
         /* the same key in a section given twice is still a duplicate */
         refused("[limits]\ncount = 1\n[repository]\n[limits]\ncount = 2\n",
                 "test.conf:5: 'count' in [limits] is already set on line 2");
-        refused("[repository]\njust words\n", "test.conf:2: expected 'key = value', '[section]' or a comment");
+        refused("[repository]\njust words\n",
+                "test.conf:2: expected 'key = value', '[section]' or a comment");
         refused("[repository\n", "test.conf:1: a section header must be '[name]'");
         refused("[\n", "test.conf:1: a section header must be '[name]'");
         refused("[repository]\n = 1\n", "test.conf:2: no key before '='");
@@ -146,13 +147,17 @@ START_TEST(test_refusals_name_file_and_line) {
                 "test.conf:2: 'allow' in [repository]: invalid value 'maybe' (expected yes or no)");
         refused("[paths]\ndir = relative/dir\n",
                 "test.conf:2: 'dir' in [paths]: invalid value 'relative/dir' (expected an absolute path)");
-        refused("[limits]\ncount = 4294967296\n", "test.conf:2: 'count' in [limits]: '4294967296' is out of range");
-        refused("[limits]\ncount = -1\n", "test.conf:2: 'count' in [limits]: invalid value '-1' (expected a number)");
-        refused("[limits]\ntimeout = 5 weeks\n", "test.conf:2: 'timeout' in [limits]: invalid value '5 weeks' "
-                                                 "(expected a duration such as 90, 90s, 5min, 2h or 1d)");
-        refused("[limits]\nrate = 1.5M\n",
-                "test.conf:2: 'rate' in [limits]: invalid value '1.5M' (expected a size such as 4096, 512K, 10M or 1G)");
-        refused("[limits]\nrate = 16777216T\n", "test.conf:2: 'rate' in [limits]: '16777216T' is out of range");
+        refused("[limits]\ncount = 4294967296\n",
+                "test.conf:2: 'count' in [limits]: '4294967296' is out of range");
+        refused("[limits]\ncount = -1\n",
+                "test.conf:2: 'count' in [limits]: invalid value '-1' (expected a number)");
+        refused("[limits]\ntimeout = 5 weeks\n",
+                "test.conf:2: 'timeout' in [limits]: invalid value '5 weeks' "
+                "(expected a duration such as 90, 90s, 5min, 2h or 1d)");
+        refused("[limits]\nrate = 1.5M\n", "test.conf:2: 'rate' in [limits]: invalid value '1.5M' (expected "
+                                           "a size such as 4096, 512K, 10M or 1G)");
+        refused("[limits]\nrate = 16777216T\n",
+                "test.conf:2: 'rate' in [limits]: '16777216T' is out of range");
         /* keys and sections are case-sensitive */
         refused("[Repository]\n", "test.conf:1: unknown section [Repository]");
 }
@@ -163,22 +168,26 @@ START_TEST(test_nul_and_size) {
         _cleanup_free_ char *error = NULL, *big = NULL;
         const char text[] = "[repository]\nurl = a\0b\n";
 
-        ck_assert_int_eq(config_parse_text("test.conf", text, sizeof(text) - 1, items, ELEMENTSOF(items), &s, &error),
-                         -EPROTO);
+        ck_assert_int_eq(
+                config_parse_text("test.conf", text, sizeof(text) - 1, items, ELEMENTSOF(items), &s, &error),
+                -EPROTO);
         ck_assert_str_eq(error, "test.conf: contains a NUL byte (not a text file)");
         big = malloc(CONFIG_FILE_MAX + 1);
         ck_assert_ptr_nonnull(big);
         memset(big, '\n', CONFIG_FILE_MAX + 1);
-        ck_assert_int_eq(config_parse_text("test.conf", big, CONFIG_FILE_MAX + 1, items, ELEMENTSOF(items), &s,
-                                           &error),
+        ck_assert_int_eq(config_parse_text("test.conf", big, CONFIG_FILE_MAX + 1, items, ELEMENTSOF(items),
+                                           &s, &error),
                          -EFBIG);
-        ck_assert_int_eq(config_parse_text("test.conf", big, CONFIG_FILE_MAX, items, ELEMENTSOF(items), &s, &error), 0);
+        ck_assert_int_eq(
+                config_parse_text("test.conf", big, CONFIG_FILE_MAX, items, ELEMENTSOF(items), &s, &error),
+                0);
         settings_done(&s);
 }
 END_TEST
 
 START_TEST(test_file) {
-        _cleanup_free_ char *path = path_join(tmpdir, "oobd.conf"), *missing = path_join(tmpdir, "none.conf");
+        _cleanup_free_ char *path = path_join(tmpdir, "oobd.conf"),
+                            *missing = path_join(tmpdir, "none.conf");
         _cleanup_free_ char *error = NULL, *expected = NULL;
         Settings s = {};
         const char *text = "[limits]\ncount = 3\n\ncount = 4\n";
@@ -199,8 +208,8 @@ START_TEST(test_file) {
 END_TEST
 
 START_TEST(test_bool_spellings) {
-        static const char *const yes[] = { "yes", "true", "on", "1", "Yes", "TRUE" };
-        static const char *const no[] = { "no", "false", "off", "0", "No", "OFF" };
+        static const char *const yes[] = {"yes", "true", "on", "1", "Yes", "TRUE"};
+        static const char *const no[] = {"no", "false", "off", "0", "No", "OFF"};
         const char *expected = NULL;
         bool b;
 
@@ -226,11 +235,19 @@ START_TEST(test_seconds) {
                 const char *text;
                 unsigned seconds;
         } good[] = {
-                { "0", 0 }, { "90", 90 }, { "90s", 90 }, { "90sec", 90 }, { "5min", 300 }, { "5m", 300 },
-                { "2h", 7200 }, { "1d", 86400 }, { "1h30min", 5400 }, { "1d 1h 1min 1s", 90061 },
-                { "4294967295", UINT_MAX },
+                {"0", 0},
+                {"90", 90},
+                {"90s", 90},
+                {"90sec", 90},
+                {"5min", 300},
+                {"5m", 300},
+                {"2h", 7200},
+                {"1d", 86400},
+                {"1h30min", 5400},
+                {"1d 1h 1min 1s", 90061},
+                {"4294967295", UINT_MAX},
         };
-        static const char *const bad[] = { "", " ", "s", "5 minutes", "5ms", "-5", "1.5h", "5min x", "h5" };
+        static const char *const bad[] = {"", " ", "s", "5 minutes", "5ms", "-5", "1.5h", "5min x", "h5"};
         const char *expected = NULL;
         unsigned u;
 
@@ -255,11 +272,18 @@ START_TEST(test_bytes) {
                 const char *text;
                 uint64_t bytes;
         } good[] = {
-                { "0", 0 }, { "4096", 4096 }, { "4096B", 4096 }, { "512K", 512 * 1024 }, { "512KiB", 512 * 1024 },
-                { "10M", 10 << 20 }, { "1G", 1 << 30 }, { "2GiB", UINT64_C(2) << 30 }, { "3T", UINT64_C(3) << 40 },
-                { "16777215T", UINT64_C(16777215) << 40 },
+                {"0", 0},
+                {"4096", 4096},
+                {"4096B", 4096},
+                {"512K", 512 * 1024},
+                {"512KiB", 512 * 1024},
+                {"10M", 10 << 20},
+                {"1G", 1 << 30},
+                {"2GiB", UINT64_C(2) << 30},
+                {"3T", UINT64_C(3) << 40},
+                {"16777215T", UINT64_C(16777215) << 40},
         };
-        static const char *const bad[] = { "", "K", "1k", "1 M", "1MB", "-1", "1.5G", "0x10" };
+        static const char *const bad[] = {"", "K", "1k", "1 M", "1MB", "-1", "1.5G", "0x10"};
         const char *expected = NULL;
         uint64_t v;
 
@@ -287,8 +311,9 @@ START_TEST(test_strv_replaces) {
 END_TEST
 
 START_TEST(test_format_round_trip) {
-        static const unsigned secs[] = { 0, 1, 59, 60, 90, 600, 3600, 5400, 86400, 90061, UINT_MAX };
-        static const uint64_t sizes[] = { 0, 1, 1023, 1024, 1536, 10 << 20, 1 << 30, UINT64_C(3) << 40, UINT64_MAX };
+        static const unsigned secs[] = {0, 1, 59, 60, 90, 600, 3600, 5400, 86400, 90061, UINT_MAX};
+        static const uint64_t sizes[] = {
+                0, 1, 1023, 1024, 1536, 10 << 20, 1 << 30, UINT64_C(3) << 40, UINT64_MAX};
         const char *expected = NULL;
 
         for (size_t i = 0; i < ELEMENTSOF(secs); i++) {
