@@ -520,6 +520,13 @@ ok "the journal catalog explains all $n MESSAGE_IDs defined in the code"
 # ---- idle wake-ups, for the record ---------------------------------------------
 
 start_oobd
+ctl 0 status --json
+if [ "$(json "$tmp/out" 'd.patch_window')" = false ]; then
+	# Until programs/oobd/window.c exists: refused with a reason, not a crash.
+	ctl 1 update now --wait
+	grep -q "Cannot start an update: this oobd has no patch window." "$tmp/err" || fail "no patch window: message"
+	ok "without a patch window (window.c), updates are refused with that reason"
+fi
 sleep 0.5
 w0=$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$oobd_pid/status")
 sleep 2
