@@ -82,6 +82,7 @@ struct Guard {
 
 static const GuardDesktopOps default_ops = {
         .state = desktop_state,
+        .is_running = desktop_is_running,
         .destroy = desktop_destroy,
         .set_system_disk = desktop_set_system_disk,
         .start = desktop_start,
@@ -310,22 +311,24 @@ static int alert_write(Guard *g, const CrashRecord *current, const char *cause, 
 
 /* ---- the desktop steps ---------------------------------------------------- */
 
-/* Make sure the desktop is off: destroy it unless it is. A destroy that
- * fails because libvirt stopped it meanwhile (on_crash) is fine. */
+/* Make sure the desktop is off (no QEMU holds its disks): destroy it unless
+ * it is. "Crashed" may be either: kept paused after a panic, or already
+ * powered off by on_crash destroy. */
 static int ensure_off(Guard *g) {
-        DesktopState s;
+        bool running;
         int r;
 
-        r = g->ops.state(g->desktop, &s);
+        r = g->ops.is_running(g->desktop, &running);
         if (r < 0)
                 return r;
-        if (s == DESKTOP_OFF)
+        if (!running)
                 return 0;
         r = g->ops.destroy(g->desktop);
         if (r < 0) {
-                int k = g->ops.state(g->desktop, &s);
+                /* libvirt's own on_crash may have stopped it meanwhile */
+                int k = g->ops.is_running(g->desktop, &running);
 
-                if (k < 0 || s != DESKTOP_OFF)
+                if (k < 0 || running)
                         return r;
         }
         return 0;
@@ -379,7 +382,7 @@ static int do_revert(Guard *g, char **ret_id, char **ret_good, RevertStep *ret_s
         _cleanup_(catalog_freep) Catalog *c = NULL;
         _cleanup_free_ char *id = NULL;
         const Snapshot *good;
-        DesktopState s;
+        bool running;
         int r;
 
         *ret_step = REVERT_STOP;
@@ -404,10 +407,10 @@ static int do_revert(Guard *g, char **ret_id, char **ret_good, RevertStep *ret_s
         *ret_good = strdup(id);
 
         *ret_step = REVERT_REVERT;
-        r = g->ops.state(g->desktop, &s);
+        r = g->ops.is_running(g->desktop, &running);
         if (r < 0)
                 return r;
-        r = catalog_revert(c, id, s != DESKTOP_OFF);
+        r = catalog_revert(c, id, running);
         if (r < 0)
                 return r;
         *ret_step = REVERT_SET_DISK;

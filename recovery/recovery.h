@@ -271,6 +271,7 @@ int trial_verdict_load(const char *state_dir, TrialVerdict *ret, int64_t *ret_us
  */
 typedef struct GuardDesktopOps {
         int (*state)(Desktop *d, DesktopState *ret);
+        int (*is_running)(Desktop *d, bool *ret);
         int (*destroy)(Desktop *d);
         int (*set_system_disk)(Desktop *d, const char *path);
         int (*start)(Desktop *d);
