@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <time.h>
 
 #include "updater.h"
 
@@ -637,6 +638,8 @@ static void driver_process(Driver *d) {
         }
 }
 
+static int driver_arm_timer(Driver *d, long timeout_ms);
+
 static void driver_dispatch(Driver *d, curl_socket_t fd, int mask) {
         int running = 0;
         CURLMcode mc;
@@ -647,6 +650,17 @@ static void driver_dispatch(Driver *d, curl_socket_t fd, int mask) {
         d->in_curl = false;
         if (mc == CURLM_OUT_OF_MEMORY)
                 d->error = -ENOMEM;
+        /* Our timer may have fired a little before libcurl's expiry, which
+         * then did not change and was not told again: ask for it. */
+        if (running > 0) {
+                long timeout_ms = -1;
+
+                if (curl_multi_timeout(d->multi, &timeout_ms) == CURLM_OK) {
+                        int r = driver_arm_timer(d, timeout_ms);
+                        if (r < 0)
+                                d->error = r;
+                }
+        }
         driver_process(d);
         driver_unref(d);
 }
@@ -728,29 +742,46 @@ fail:
         return -1;
 }
 
-/* CURLMOPT_TIMERFUNCTION: one time source; -1 disarms, 0 means at once. */
-static int curl_on_timer(CURLM *multi, long timeout_ms, void *userp) {
-        Driver *d = userp;
-        uint64_t now = 0, when;
+/*
+ * The driver's one time source, at timeout_ms from now: -1 disarms, 0 means
+ * at once. From the real time, rounded up: libcurl calls back only when its
+ * next expiry changes, so a timer that fired before that expiry (as one
+ * computed from the loop's cached time of the iteration's start would)
+ * leaves nobody to wake it again and the transfer stalls.
+ */
+static int driver_arm_timer(Driver *d, long timeout_ms) {
+        struct timespec ts;
+        uint64_t when;
         int r;
 
         if (timeout_ms < 0)
-                return sd_event_source_set_enabled(d->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+                return sd_event_source_set_enabled(d->timer, SD_EVENT_OFF);
 
-        r = sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-        if (r < 0)
-                goto fail;
-        when = timeout_ms == 0 ? 1 /* already past: next iteration */ : now + (uint64_t) timeout_ms * 1000U;
+        if (timeout_ms == 0)
+                when = 1; /* already past: the next iteration */
+        else {
+                if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
+                        return -errno;
+                when = (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U +
+                       (uint64_t) timeout_ms * 1000U + 999U;
+        }
         r = sd_event_source_set_time(d->timer, when);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
         if (r < 0)
-                goto fail;
-        return 0;
+                return r;
+        return sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
+}
 
-fail:
-        d->error = r;
-        return -1;
+/* CURLMOPT_TIMERFUNCTION. */
+static int curl_on_timer(CURLM *multi, long timeout_ms, void *userp) {
+        Driver *d = userp;
+        int r;
+
+        r = driver_arm_timer(d, timeout_ms);
+        if (r < 0) {
+                d->error = r;
+                return -1;
+        }
+        return 0;
 }
 
 static int driver_new(Fetcher *f, sd_event *e, Driver **ret) {

@@ -1372,7 +1372,7 @@ static void download_hashed(TufClient *c) {
 
 /* Hash d->fd from its position to its end (or hash_limit), a few MiB per
  * loop iteration. */
-static int download_on_hash(sd_event_source *s, void *userdata) {
+static int download_on_hash(sd_event_source *s, uint64_t usec, void *userdata) {
         TufClient *c = userdata;
         Download *d = &c->download;
         int r;
@@ -1405,6 +1405,11 @@ static int download_on_hash(sd_event_source *s, void *userdata) {
                 }
                 d->size += (uint64_t) n;
         }
+        /* More next time round: due at once again, queued behind whatever
+         * became pending meanwhile. */
+        r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (r < 0)
+                download_fail(c, r, "hashing %s", d->step == DOWNLOAD_CHECK_FINAL ? d->name : d->partial);
         return 0;
 }
 
@@ -1419,13 +1424,14 @@ static int download_hash_start(TufClient *c, DownloadStep step, uint64_t limit) 
         r = tuf_hasher_new(&d->hashes, &d->hasher);
         if (r < 0)
                 return r;
-        r = sd_event_add_defer(c->op_event, &d->hash_source, download_on_hash, c);
-        if (r < 0)
-                return r;
-        /* Every iteration until done, after whatever else is pending. */
-        r = sd_event_source_set_enabled(d->hash_source, SD_EVENT_ON);
-        if (r >= 0)
-                r = sd_event_source_set_priority(d->hash_source, SD_EVENT_PRIORITY_IDLE);
+        /*
+         * A time source already due, re-armed after each slice, rather than a
+         * defer source left on: sd-event keeps a defer source pending with the
+         * iteration it was added in, so it would always be the oldest and
+         * starve every other source of its priority (or be starved by one
+         * like it). A timer becomes pending anew each time, and takes turns.
+         */
+        r = sd_event_add_time(c->op_event, &d->hash_source, CLOCK_MONOTONIC, 1, 0, download_on_hash, c);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(d->hash_source, "tuf-client-hash");

@@ -859,6 +859,203 @@ START_TEST(test_corrupt_cache_ignored) {
 }
 END_TEST
 
+
+/* ---- the same workflow as a step machine on a loop ------------------------------------ */
+
+typedef struct AsyncResult {
+        unsigned calls;
+        int error;
+        bool free_client;  /* free it from inside done() */
+        TufClient **client;
+} AsyncResult;
+
+static void async_done(TufClient *c, int error, void *userdata) {
+        AsyncResult *a = userdata;
+
+        a->calls++;
+        a->error = error;
+        if (a->free_client) {
+                ck_assert_ptr_eq(*a->client, c);
+                *a->client = tuf_client_free(c);
+        }
+}
+
+/* A defer source at idle priority: it runs whenever the loop has nothing
+ * more urgent (a defer source stays pending, so at the same priority it
+ * would starve the others). */
+static int async_tick(sd_event_source *s, void *userdata) {
+        unsigned *ticks = userdata;
+
+        (*ticks)++;
+        return 0;
+}
+
+/* Run e until a->calls (at most 20 s), then a little longer: done() comes
+ * exactly once. */
+static void async_run(sd_event *e, AsyncResult *a) {
+        struct timespec start, now;
+
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        while (a->calls == 0) {
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                ck_assert_int_lt(now.tv_sec - start.tv_sec, 20);
+                ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
+        }
+        ck_assert_uint_eq(a->calls, 1);
+        for (int i = 0; i < 5; i++)
+                ck_assert_int_ge(sd_event_run(e, 1000), 0);
+        ck_assert_uint_eq(a->calls, 1);
+}
+
+/* _i: 0 plain names, 1 consistent snapshots */
+START_TEST(test_refresh_async) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        _cleanup_free_ char *data = NULL;
+        sd_event *e = NULL;
+        sd_event_source *tick = NULL;
+        const TufTargetFile *t;
+        AsyncResult a = {}, d = {};
+        unsigned ticks = 0;
+
+        repo_setup(_i, true);
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+        /* a source of the loop's own, dispatched between the steps */
+        ck_assert_int_ge(sd_event_add_defer(e, &tick, async_tick, &ticks), 0);
+        ck_assert_int_ge(sd_event_source_set_enabled(tick, SD_EVENT_ON), 0);
+        ck_assert_int_ge(sd_event_source_set_priority(tick, SD_EVENT_PRIORITY_IDLE), 0);
+
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh_async(c, e, async_done, &a), 0);
+        ck_assert_uint_eq(a.calls, 0); /* never from inside the call */
+        ck_assert_ptr_null(tuf_client_trusted(c));
+        /* one operation at a time, on one loop */
+        ck_assert_int_eq(tuf_client_refresh_async(c, e, async_done, &a), -EBUSY);
+        ck_assert_int_eq(tuf_client_refresh(c), -EBUSY);
+        async_run(e, &a);
+        ck_assert_int_eq(a.error, 0);
+        ck_assert_ptr_null(tuf_client_error_context(c));
+        ck_assert_ptr_nonnull(tuf_client_trusted(c));
+        /* one iteration at least per transfer: 2.root.json, timestamp,
+         * snapshot, targets; a refresh blocking the loop would show 1 */
+        ck_assert_uint_ge(ticks, 4);
+        ck_assert(file_exists(md, "timestamp.json"));
+        ck_assert(file_exists(md, "snapshot.json"));
+        ck_assert(file_exists(md, "targets.json"));
+        ck_assert_uint_eq(served(_i ? "metadata/1.snapshot.json" : "metadata/snapshot.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/2.root.json", 404), 1);
+
+        /* delegated roles load (blocking) on demand after an async refresh */
+        ck_assert_int_eq(tuf_client_find_target(c, "payloads/a.tar", &t), 0);
+        ck_assert_int_eq(tuf_client_download_target_async(c, e, t, dl, NULL, async_done, &d), 0);
+        async_run(e, &d);
+        ck_assert_int_eq(d.error, 0);
+        data = file_read(dl, "payloads%2Fa.tar");
+        ck_assert_str_eq(data, payload);
+
+        /* the synchronous calls still work beside it */
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+
+        sd_event_source_disable_unref(tick);
+        c = tuf_client_free(c);
+        sd_event_unref(e);
+}
+END_TEST
+
+/* Every refusal of the synchronous refresh arrives through done(), with
+ * the same context; here the repeated root step and two attacks. */
+START_TEST(test_refresh_async_refusals) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL, *d = NULL, *f = NULL;
+        _cleanup_free_ char *big = repeat(' ', 100 * 1024), *old = NULL;
+        sd_event *e = NULL;
+        AsyncResult a = {}, b = {}, g = {};
+        size_t size;
+
+        repo_setup(false, true);
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+        for (int i = 0; i < 3; i++)
+                rotate_root_key(); /* versions 2..4 */
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh_async(c, e, async_done, &a), 0);
+        async_run(e, &a);
+        ck_assert_int_eq(a.error, 0);
+        ck_assert_uint_eq(tuf_trusted_set_root(tuf_client_trusted(c))->version, 4);
+        ck_assert_uint_eq(served("metadata/5.root.json", 404), 1);
+
+        /* a replayed timestamp */
+        old = repo_read(&repo, "timestamp.json", &size);
+        repo_bump(&repo);
+        repo_publish(&repo);
+        d = client_new();
+        ck_assert_int_eq(tuf_client_refresh_async(d, e, async_done, &b), 0);
+        async_run(e, &b);
+        ck_assert_int_eq(b.error, 0);
+        repo_put(&repo, "timestamp.json", old, size);
+        b = (AsyncResult){};
+        ck_assert_int_eq(tuf_client_refresh_async(d, e, async_done, &b), 0);
+        async_run(e, &b);
+        ck_assert_int_eq(b.error, -ESTALE);
+        ck_assert_str_eq(tuf_client_error_context(d), "timestamp.json");
+        ck_assert_ptr_null(tuf_client_trusted(d));
+
+        /* endless data */
+        repo_put(&repo, "timestamp.json", big, strlen(big));
+        f = client_new();
+        ck_assert_int_eq(tuf_client_refresh_async(f, e, async_done, &g), 0);
+        async_run(e, &g);
+        ck_assert_int_eq(g.error, -EFBIG);
+        ck_assert_ptr_nonnull(strstr(tuf_client_error_context(f), "timestamp.json: download from"));
+
+        c = tuf_client_free(c);
+        d = tuf_client_free(d);
+        f = tuf_client_free(f);
+        sd_event_unref(e);
+}
+END_TEST
+
+/* The daemon may drop a client at any time: from its done(), or while a
+ * refresh is under way (no done() then). */
+START_TEST(test_refresh_async_free) {
+        TufClient *c = NULL;
+        sd_event *e = NULL;
+        AsyncResult a = {.free_client = true, .client = &c}, b = {};
+
+        repo_setup(false, true);
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh_async(c, e, async_done, &a), 0);
+        async_run(e, &a);
+        ck_assert_int_eq(a.error, 0);
+        ck_assert_ptr_null(c);
+
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh_async(c, e, async_done, &b), 0);
+        for (int i = 0; i < 3; i++)
+                ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
+        c = tuf_client_free(c);
+        for (int i = 0; i < 50; i++)
+                ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
+        ck_assert_uint_eq(b.calls, 0);
+
+        /* a client drives one loop: another one is refused */
+        {
+                _cleanup_(tuf_client_freep) TufClient *d = client_new();
+                sd_event *other = NULL;
+                AsyncResult r = {};
+
+                ck_assert_int_ge(sd_event_new(&other), 0);
+                ck_assert_int_eq(tuf_client_refresh_async(d, e, async_done, &r), 0);
+                async_run(e, &r);
+                ck_assert_int_eq(tuf_client_refresh_async(d, other, async_done, &r), -EBUSY);
+                sd_event_unref(other);
+        }
+        sd_event_unref(e);
+}
+END_TEST
+
 static Suite *tuf_client_suite(void) {
         Suite *s = suite_create("tuf-client");
         TCase *tc = tcase_create("scenarios");
@@ -892,6 +1089,15 @@ static Suite *tuf_client_suite(void) {
         tcase_add_test(tc, test_delegation_cycle_and_cap);
         tcase_add_test(tc, test_metadata_reused);
         tcase_add_test(tc, test_corrupt_cache_ignored);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("async");
+        tcase_set_timeout(tc, 60);
+        tcase_add_unchecked_fixture(tc, nginx_setup, nginx_teardown);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_loop_test(tc, test_refresh_async, 0, 2);
+        tcase_add_test(tc, test_refresh_async_refusals);
+        tcase_add_test(tc, test_refresh_async_free);
         suite_add_tcase(s, tc);
         return s;
 }
