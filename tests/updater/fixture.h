@@ -183,13 +183,15 @@ typedef struct MiniServer {
  * (UINT64_MAX: without end, 64 KiB every 10 ms for 10 s, so a client
  * without a cap shows up as slow, without filling the disk). A body shorter
  * than the head's Content-Length serves a truncated download. With chunk
- * set, the body trickles: chunk bytes, then a pause of delay_ms. */
+ * set, the body trickles: chunk bytes, then a pause of delay_ms. An empty
+ * head with hold_ms makes a server that accepts and never answers. */
 typedef struct MiniReply {
         const char *head;
         const void *body;
         uint64_t body_bytes;
         size_t chunk;
         unsigned delay_ms;
+        unsigned hold_ms; /* keep the connection open this long, silent */
 } MiniReply;
 
 #define MINI_REQUEST_MAX (4U * 1024U * 1024U)
@@ -296,6 +298,8 @@ static _unused_ void mini_server_start_replies(MiniServer *m, const MiniReply *r
                                 if (r->delay_ms > 0 && left > 0)
                                         usleep(r->delay_ms * 1000U);
                         }
+                        if (r->hold_ms > 0)
+                                usleep(r->hold_ms * 1000U);
                         close(c);
                 }
                 _exit(0);

@@ -475,6 +475,56 @@ START_TEST(test_async_deadline) {
 }
 END_TEST
 
+/* A busy neighbour on the loop: every 50 ms, 20 ms of work before anything
+ * else of that iteration. */
+static int on_burn(sd_event_source *s, uint64_t usec, void *userdata) {
+        double end = now_sec() + 0.02;
+
+        while (now_sec() < end)
+                ;
+        ck_assert_int_ge(sd_event_source_set_time(s, usec + 50 * 1000), 0);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+/* A server that accepts and then says nothing: only the timers end the
+ * transfers, with no socket activity to wake the loop, and a busy neighbour
+ * on it (libcurl does not re-arm an expiry that did not change, so a timer
+ * of ours firing early would leave a transfer hanging). */
+START_TEST(test_async_silent_server) {
+        _cleanup_loop_ sd_event *e = new_loop();
+        _cleanup_(fetcher_freep) Fetcher *deadline = new_fetcher(
+                &(FetchOptions){.low_speed_bytes = 1, .low_speed_sec = 60, .total_timeout_sec = 1}, e);
+        _cleanup_(fetcher_freep) Fetcher *slow = new_fetcher(&(FetchOptions){.low_speed_sec = 1}, e);
+        MiniReply silent[] = {{.head = "", .hold_ms = 8000}, {.head = "", .hold_ms = 8000}};
+        MiniServer m = {}, n = {};
+        Transfer a = {}, b = {};
+        sd_event_source *burn = NULL;
+        char u[128], v[128];
+        double start = now_sec();
+        uint64_t now;
+
+        ck_assert_int_ge(sd_event_now(e, CLOCK_MONOTONIC, &now), 0);
+        ck_assert_int_ge(sd_event_add_time(e, &burn, CLOCK_MONOTONIC, now, 1, on_burn, NULL), 0);
+        ck_assert_int_ge(sd_event_source_set_priority(burn, SD_EVENT_PRIORITY_IMPORTANT), 0);
+        mini_server_start_replies(&m, silent, 1, NULL);
+        mini_server_start_replies(&n, silent + 1, 1, NULL);
+        snprintf(u, sizeof(u), "http://127.0.0.1:%d/silent", m.port);
+        snprintf(v, sizeof(v), "http://127.0.0.1:%d/silent", n.port);
+        transfer_start(deadline, e, &a, &(FetchRequest){.url = u, .max_size = 1000});
+        transfer_start(slow, e, &b, &(FetchRequest){.url = v, .max_size = 1000});
+        run_until_done(e, (Transfer *[]){&a, &b}, 2, 6);
+        sd_event_source_disable_unref(burn);
+        mini_server_stop(&m);
+        mini_server_stop(&n);
+
+        ck_assert_int_eq(a.error, -ETIMEDOUT);
+        ck_assert_double_ge(a.done_at - start, 0.9);
+        ck_assert_double_lt(a.done_at - start, 3.0);
+        ck_assert_int_eq(b.error, -ETIMEDOUT);
+        ck_assert_double_lt(b.done_at - start, 4.0);
+}
+END_TEST
+
 START_TEST(test_async_caps_and_errors) {
         _cleanup_loop_ sd_event *e = new_loop();
         _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca}, e);
@@ -711,6 +761,7 @@ static Suite *fetch_async_suite(void) {
         tcase_add_test(tc, test_resume_refused);
         tcase_add_test(tc, test_post);
         tcase_add_test(tc, test_post_binary_and_refused);
+        tcase_add_test(tc, test_async_silent_server);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("nginx");
