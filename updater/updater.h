@@ -298,6 +298,64 @@ typedef void (*TufProgress)(TufClient *c, uint64_t done_bytes, uint64_t total_by
 int tuf_client_download_target_async(TufClient *c, sd_event *e, const TufTargetFile *t, const char *target_dir,
                                      TufProgress progress, TufClientDone done, void *userdata);
 
+/* ---- additions by the "async" helper (fetch.c, tuf-client.c): the details -- */
+
+/*
+ * Fetch jobs. fetcher_start() returns a negative errno, and never calls
+ * done(), when the request is refused at once (-EPROTONOSUPPORT by the URL
+ * policy, -EINVAL, -ENOMEM); ret may be NULL. Otherwise done() comes exactly
+ * once, from the loop (never from inside fetcher_start() or a libcurl
+ * callback), unless the job is cancelled. The job belongs to the fetcher: it
+ * is freed when done() returns, so done() is its last use (cancelling it
+ * there is a no-op). done() may start and cancel transfers and free the
+ * fetcher (its other transfers are then dropped without done()). A sink runs
+ * inside libcurl: it returns a negative errno to abort, a cancel from there
+ * takes effect when libcurl returns (no more data, no done()), and it must
+ * not free the fetcher. fetcher_free() drops running transfers silently.
+ * done()'s error is the errno of fetcher_get_stream(), plus -ERANGE for a
+ * refused resume (also a 416 to a Range request). A POST with max_size 0
+ * accepts at most 64 KiB of answer; the body is copied at start; the request
+ * carries no "Expect: 100-continue". fetch_job_progress() counts the whole
+ * resource: resume_from plus the bytes received, and resume_from plus the
+ * announced Content-Length (0 when none came yet).
+ *
+ * A fetcher drives transfers on several loops: fetcher_attach_event()'s, and
+ * a private one for the synchronous calls, so fetcher_get() works also on an
+ * attached fetcher (from outside its callbacks; -EBUSY if nested).
+ *
+ * TUF operations. One asynchronous operation per client at a time (-EBUSY
+ * otherwise, also from tuf_client_refresh() and tuf_client_download_target()
+ * meanwhile), and all of a
+ * client's asynchronous calls use one loop (-EBUSY for another one). A
+ * negative return means nothing was started and done() will not come;
+ * every failure after that, also a local one (no trusted root, an invalid
+ * target path), arrives through done() from the loop, with
+ * tuf_client_error_context() set as for the synchronous calls. done() may
+ * free the client or start the next operation; tuf_client_free() during an
+ * operation drops it without done() (a download's partial file stays).
+ * tuf_client_find_target() stays synchronous: delegated roles are loaded as
+ * a search needs them, blocking its caller on a private loop (few, small,
+ * cached files); tuf_client_fetch_target() blocks too.
+ *
+ * Downloads. NAME.partial (NAME = tuf_client_target_filename()) beside
+ * NAME holds what arrived; it is flock()ed while in use (a second download
+ * of it fails with -EBUSY). At start a file already under NAME is hashed
+ * (a few MiB per loop iteration) and kept if it matches: done(0), no
+ * request. Then NAME.partial is hashed the same way (more than the signed
+ * length: emptied) and the transfer asks for the rest; on -ERANGE it is
+ * emptied and the download starts over from 0, once. The verified file is
+ * renamed to NAME. The partial file is removed after -EBADMSG (a changed or
+ * corrupted partial file is only found here: the next attempt starts over),
+ * -EFBIG, -ENOENT and -ERANGE, or when it is empty; after other errors
+ * (network, deadline, disk) it stays to be resumed. progress() comes from
+ * the loop (coalesced), done_bytes counting the partial file's bytes too,
+ * its last call before done() showing the final count. The synchronous
+ * tuf_client_download_target() runs the same code (and so resumes too).
+ * A target whose local name is another's NAME.partial ("x" and
+ * "x.partial" in one directory) would collide; repositories should avoid
+ * that suffix.
+ */
+
 /* ---- status reports (report.c) --------------------------------------------- */
 
 /*
