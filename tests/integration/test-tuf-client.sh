@@ -7,6 +7,9 @@
 #     metadata under plain names, targets percent-encoded in TARGET_DIR;
 #   - download implies refresh, and a verified file already there is kept
 #     (the server is not asked again);
+#   - an interrupted download (NAME.partial) resumes with a Range request
+#     for the missing bytes only; a corrupted partial file fails the final
+#     verification, is removed, and the next attempt starts over;
 #   - one error message per failure that names the file and the cause, for:
 #     a tampered target, a replayed (rollback) timestamp, an endless
 #     timestamp, plain http to a remote host, a target path with "..", an
@@ -112,6 +115,38 @@ grep -q 'already verified' "$tmp/out" || { cat "$tmp/out" >&2; fail "no 'already
 [ "$(served "/r/targets/payloads/.*update.tar")" -eq "$fetched" ] || fail "a verified local copy was fetched again"
 tuf_expect 0 '' --metadata-dir "$md" --metadata-url "$url/metadata" refresh
 ok "a verified target already there is kept; refresh alone works"
+
+# ---- an interrupted download resumes ----------------------------------------------------------
+# wait_log REGEX: nginx logs a request once it is over; wait (bounded) for it.
+wait_log() {
+	local _
+	for _ in $(seq 1 200); do
+		grep -qE "$1" "$NGINX_LOG" && return 0
+		sleep 0.05
+	done
+	fail "nginx did not log $1"
+}
+rm -f "$dl/payloads%2Fupdate.tar"
+head -c 40000 "$tmp/update.tar" >"$dl/payloads%2Fupdate.tar.partial"
+download "$dl" payloads/update.tar || { cat "$tmp/out" >&2; fail "resumed download"; }
+cmp -s "$tmp/update.tar" "$dl/payloads%2Fupdate.tar" || fail "resumed update.tar differs"
+[ ! -e "$dl/payloads%2Fupdate.tar.partial" ] || fail "the partial file was left behind"
+wait_log "\"GET /r/targets/payloads/[0-9a-f]*\\.update\\.tar HTTP/1.1\" 206 60000 "
+ok "a partial download resumes: nginx served the missing 60000 bytes as a range"
+
+# A partial file whose bytes were changed: the final check fails, it goes,
+# and the next attempt starts over.
+rm -f "$dl/payloads%2Fupdate.tar"
+head -c 40000 "$tmp/update.tar" | tr 'A-Za-z' 'N-ZA-Mn-za-m' >"$dl/payloads%2Fupdate.tar.partial"
+cmp -s "$dl/payloads%2Fupdate.tar.partial" <(head -c 40000 "$tmp/update.tar") && fail "the partial file did not change"
+tuf_expect 1 "Failed to download target 'payloads/update.tar': verifying the download from .*update.tar: bad signature, hash or length" \
+	--metadata-dir "$md" --metadata-url "$url/metadata" --target-name payloads/update.tar \
+	--target-base-url "$url/targets" --target-dir "$dl" download
+[ ! -e "$dl/payloads%2Fupdate.tar.partial" ] || fail "the corrupted partial file was kept"
+[ ! -e "$dl/payloads%2Fupdate.tar" ] || fail "a corrupted download got the final name"
+download "$dl" payloads/update.tar || { cat "$tmp/out" >&2; fail "download after a corrupted partial"; }
+cmp -s "$tmp/update.tar" "$dl/payloads%2Fupdate.tar" || fail "update.tar differs after starting over"
+ok "a corrupted partial file fails verification, is removed, and the next download starts over"
 
 # ---- refusals, each with one message naming file and cause --------------------------------------
 tuf_expect 1 "Failed to find target '../etc/passwd': not a valid target path" \
