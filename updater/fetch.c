@@ -312,13 +312,14 @@ static int job_check_range(FetchJob *j) {
                 return 0;
         (void) curl_easy_getinfo(j->curl, CURLINFO_RESPONSE_CODE, &status);
         if (status != 206) {
-                log_debug("%s: asked for bytes from %" PRIu64 ", got HTTP %ld", j->url, j->resume_from, status);
+                log_debug("%s: asked for bytes from %" PRIu64 ", got HTTP %ld", j->url, j->resume_from,
+                          status);
                 return -ERANGE;
         }
         if (curl_easy_header(j->curl, "Content-Range", 0, CURLH_HEADER, -1, &h) != CURLHE_OK ||
             !content_range_starts_at(h->value, j->resume_from)) {
-                log_debug("%s: asked for bytes from %" PRIu64 ", got Content-Range '%s'", j->url, j->resume_from,
-                          h ? h->value : "");
+                log_debug("%s: asked for bytes from %" PRIu64 ", got Content-Range '%s'", j->url,
+                          j->resume_from, h ? h->value : "");
                 return -ERANGE;
         }
         return 0;
@@ -794,7 +795,8 @@ static int driver_new(Fetcher *f, sd_event *e, Driver **ret) {
         d->n_ref = 1;
         d->event = sd_event_ref(e);
 
-        r = sd_event_add_time(e, &d->timer, CLOCK_MONOTONIC, 1, FETCH_TIMER_ACCURACY_USEC, driver_on_timer, d);
+        r = sd_event_add_time(e, &d->timer, CLOCK_MONOTONIC, 1, FETCH_TIMER_ACCURACY_USEC, driver_on_timer,
+                              d);
         if (r >= 0)
                 r = sd_event_source_set_enabled(d->timer, SD_EVENT_OFF);
         if (r < 0) {

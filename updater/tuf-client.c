@@ -66,11 +66,13 @@ typedef enum ClientOp {
         _CLIENT_OP_INVALID = -EINVAL,
 } ClientOp;
 
+/* clang-format off: one entry a line */
 static const char *const client_op_table[_CLIENT_OP_MAX] = {
         [CLIENT_OP_NONE] = "none",
         [CLIENT_OP_REFRESH] = "refresh",
         [CLIENT_OP_DOWNLOAD] = "download",
 };
+/* clang-format on */
 static const char *client_op_to_string(ClientOp op);
 static _unused_ ClientOp client_op_from_string(const char *s);
 DEFINE_STRING_TABLE_LOOKUP(client_op, ClientOp);
@@ -86,13 +88,12 @@ typedef enum RefreshStep {
         _REFRESH_STEP_INVALID = -EINVAL,
 } RefreshStep;
 
+/* clang-format off: one entry a line */
 static const char *const refresh_step_table[_REFRESH_STEP_MAX] = {
-        [REFRESH_ROOT] = "root",
-        [REFRESH_TIMESTAMP] = "timestamp",
-        [REFRESH_SNAPSHOT] = "snapshot",
-        [REFRESH_TARGETS] = "targets",
-        [REFRESH_DONE] = "done",
+        [REFRESH_ROOT] = "root",       [REFRESH_TIMESTAMP] = "timestamp", [REFRESH_SNAPSHOT] = "snapshot",
+        [REFRESH_TARGETS] = "targets", [REFRESH_DONE] = "done",
 };
+/* clang-format on */
 static const char *refresh_step_to_string(RefreshStep s);
 static _unused_ RefreshStep refresh_step_from_string(const char *s);
 DEFINE_STRING_TABLE_LOOKUP(refresh_step, RefreshStep);
@@ -106,11 +107,13 @@ typedef enum DownloadStep {
         _DOWNLOAD_STEP_INVALID = -EINVAL,
 } DownloadStep;
 
+/* clang-format off: one entry a line */
 static const char *const download_step_table[_DOWNLOAD_STEP_MAX] = {
         [DOWNLOAD_CHECK_FINAL] = "check-final",
         [DOWNLOAD_REHASH_PARTIAL] = "rehash-partial",
         [DOWNLOAD_TRANSFER] = "transfer",
 };
+/* clang-format on */
 static const char *download_step_to_string(DownloadStep s);
 static _unused_ DownloadStep download_step_from_string(const char *s);
 DEFINE_STRING_TABLE_LOOKUP(download_step, DownloadStep);
@@ -130,7 +133,7 @@ typedef struct Download {
         char *name;    /* NAME in target_dir */
         char *partial; /* NAME.partial */
         int dir_fd;
-        int fd;         /* the file being hashed or written */
+        int fd; /* the file being hashed or written */
         TufHasher *hasher;
         uint64_t hash_limit; /* read at most this much while hashing */
         uint64_t size;       /* bytes hashed (and in the partial file, but for buf) */
@@ -499,7 +502,8 @@ static void sync_get_done(FetchJob *j, int error, long http_status, void *userda
 }
 
 /* GET url into memory on the private loop, blocking the caller. */
-static int client_get_blocking(TufClient *c, const char *url, uint64_t max_size, char **ret, size_t *ret_size) {
+static int client_get_blocking(TufClient *c, const char *url, uint64_t max_size, char **ret,
+                               size_t *ret_size) {
         SyncGet g = {};
         FetchJob *j = NULL;
         sd_event *e;
@@ -927,7 +931,8 @@ static void refresh_on_metadata(FetchJob *j, int error, long http_status, void *
                 return;
         }
         if (error < 0) {
-                client_op_finish(c, client_fail(c, error, "%s: download from %s", c->meta_name, c->meta_url));
+                client_op_finish(c,
+                                 client_fail(c, error, "%s: download from %s", c->meta_name, c->meta_url));
                 return;
         }
 
@@ -1324,7 +1329,8 @@ static void download_commit(TufClient *c) {
                 download_fail(c, r, "verifying the download from %s", d->url);
                 return;
         }
-        if (fsync(d->fd) < 0 || renameat(d->dir_fd, d->partial, d->dir_fd, d->name) < 0 || fsync(d->dir_fd) < 0) {
+        if (fsync(d->fd) < 0 || renameat(d->dir_fd, d->partial, d->dir_fd, d->name) < 0 ||
+            fsync(d->dir_fd) < 0) {
                 r = -errno;
                 download_fail(c, r, "saving as %s", d->name);
                 return;
@@ -1351,7 +1357,8 @@ static void download_hashed(TufClient *c) {
                         client_op_finish(c, 0);
                         return;
                 }
-                log_debug_errno(r, "TUF client: replacing %s/%s, it does not match: %m", d->target_dir, d->name);
+                log_debug_errno(r, "TUF client: replacing %s/%s, it does not match: %m", d->target_dir,
+                                d->name);
                 download_open_partial(c);
                 return;
         }
@@ -1363,7 +1370,8 @@ static void download_hashed(TufClient *c) {
                 return;
         }
         if (d->size > 0)
-                log_debug("TUF client: resuming %s at byte %" PRIu64 " of %" PRIu64, d->path, d->size, d->length);
+                log_debug("TUF client: resuming %s at byte %" PRIu64 " of %" PRIu64, d->path, d->size,
+                          d->length);
         if (d->size == d->length)
                 download_commit(c);
         else
@@ -1400,7 +1408,8 @@ static int download_on_hash(sd_event_source *s, uint64_t usec, void *userdata) {
                 }
                 r = tuf_hasher_update(d->hasher, d->buf, (size_t) n);
                 if (r < 0) {
-                        download_fail(c, r, "hashing %s", d->step == DOWNLOAD_CHECK_FINAL ? d->name : d->partial);
+                        download_fail(c, r, "hashing %s",
+                                      d->step == DOWNLOAD_CHECK_FINAL ? d->name : d->partial);
                         return 0;
                 }
                 d->size += (uint64_t) n;
@@ -1445,8 +1454,8 @@ static void download_open_partial(TufClient *c) {
         struct stat st;
         int r;
 
-        d->fd = openat(d->dir_fd, d->partial, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-                       0644);
+        d->fd = openat(d->dir_fd, d->partial,
+                       O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
         if (d->fd < 0) {
                 r = -errno;
                 client_op_finish(c, client_fail(c, r, "opening %s", d->partial));
@@ -1489,7 +1498,8 @@ static void download_transfer(TufClient *c) {
 
         d->step = DOWNLOAD_TRANSFER;
         d->used = 0;
-        log_debug("TUF client: download step %s from byte %" PRIu64, download_step_to_string(d->step), d->size);
+        log_debug("TUF client: download step %s from byte %" PRIu64, download_step_to_string(d->step),
+                  d->size);
 
         r = fetcher_start(client_op_fetcher(c),
                           &(const FetchRequest){
@@ -1536,7 +1546,8 @@ static void download_on_transfer_done(FetchJob *j, int error, long http_status, 
 
         r = download_flush(d);
         if (error == -ERANGE && d->size > 0 && !d->restarted) {
-                log_debug("TUF client: %s did not resume at byte %" PRIu64 ", starting over", d->url, d->size);
+                log_debug("TUF client: %s did not resume at byte %" PRIu64 ", starting over", d->url,
+                          d->size);
                 r = download_restart(d);
                 if (r < 0) {
                         download_fail(c, r, "emptying %s", d->partial);
@@ -1628,8 +1639,9 @@ static int download_setup(TufClient *c, const TufTargetFile *t, const char *targ
         return 0;
 }
 
-int tuf_client_download_target_async(TufClient *c, sd_event *e, const TufTargetFile *t, const char *target_dir,
-                                     TufProgress progress, TufClientDone done, void *userdata) {
+int tuf_client_download_target_async(TufClient *c, sd_event *e, const TufTargetFile *t,
+                                     const char *target_dir, TufProgress progress, TufClientDone done,
+                                     void *userdata) {
         int r;
 
         assert_return(c, -EINVAL);

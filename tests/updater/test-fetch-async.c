@@ -180,10 +180,10 @@ static void run_for(sd_event *e, double sec) {
 static void trickle_start(MiniServer *m, uint64_t size, char *ret_url, size_t n) {
         static char head[128];
 
-        snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64 "\r\nConnection: close\r\n\r\n",
-                 size);
-        mini_server_start_replies(m, &(MiniReply){.head = head, .body_bytes = size, .chunk = 10, .delay_ms = 100}, 1,
-                                  NULL);
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64 "\r\nConnection: close\r\n\r\n", size);
+        mini_server_start_replies(
+                m, &(MiniReply){.head = head, .body_bytes = size, .chunk = 10, .delay_ms = 100}, 1, NULL);
         snprintf(ret_url, n, "http://127.0.0.1:%d/trickle", m->port);
 }
 
@@ -208,8 +208,10 @@ START_TEST(test_policy_refused_at_start) {
         _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){}, e);
         FetchJob *j = NULL;
 
-        ck_assert_int_eq(fetcher_start(f, &(FetchRequest){.url = "http://192.0.2.1/x"}, &j), -EPROTONOSUPPORT);
-        ck_assert_int_eq(fetcher_start(f, &(FetchRequest){.url = "file:///etc/passwd"}, &j), -EPROTONOSUPPORT);
+        ck_assert_int_eq(fetcher_start(f, &(FetchRequest){.url = "http://192.0.2.1/x"}, &j),
+                         -EPROTONOSUPPORT);
+        ck_assert_int_eq(fetcher_start(f, &(FetchRequest){.url = "file:///etc/passwd"}, &j),
+                         -EPROTONOSUPPORT);
         ck_assert_int_eq(fetcher_start(f, &(FetchRequest){.url = "no scheme"}, &j), -EINVAL);
         ck_assert_ptr_null(j);
         /* POST and Range together make no sense */
@@ -288,7 +290,8 @@ START_TEST(test_loop_not_blocked) {
         Transfer a = {};
 
         ck_assert_int_ge(sd_event_now(e, CLOCK_MONOTONIC, &now), 0);
-        ck_assert_int_ge(sd_event_add_time(e, &tick, CLOCK_MONOTONIC, now + 100 * 1000, 1000, on_tick, &ticks), 0);
+        ck_assert_int_ge(
+                sd_event_add_time(e, &tick, CLOCK_MONOTONIC, now + 100 * 1000, 1000, on_tick, &ticks), 0);
         transfer_start(f, e, &a, &(FetchRequest){.url = slow, .max_size = 1000});
         run_until_done(e, (Transfer *[]){&a}, 1, 20);
         ticks_at_done = ticks;
@@ -332,8 +335,9 @@ START_TEST(test_cancel) {
         trickle_start(&m, 1000, slow, sizeof(slow));
         transfer_start(f, e, &b, &(FetchRequest){.url = slow, .max_size = 1000});
         ck_assert_int_ge(sd_event_now(e, CLOCK_MONOTONIC, &now), 0);
-        ck_assert_int_ge(sd_event_add_time(e, &s, CLOCK_MONOTONIC, now + 350 * 1000, 1000, on_cancel_timer, &b.job),
-                         0);
+        ck_assert_int_ge(
+                sd_event_add_time(e, &s, CLOCK_MONOTONIC, now + 350 * 1000, 1000, on_cancel_timer, &b.job),
+                0);
 
         /* and the fetcher goes on with other work */
         transfer_start(f, e, &c, &(FetchRequest){.url = fast, .max_size = 1000});
@@ -459,9 +463,11 @@ END_TEST
 
 START_TEST(test_async_deadline) {
         _cleanup_loop_ sd_event *e = new_loop();
-        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(
-                &(FetchOptions){.ca_file = nginx.ca, .low_speed_bytes = 1, .low_speed_sec = 60, .total_timeout_sec = 1},
-                e);
+        _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca,
+                                                                          .low_speed_bytes = 1,
+                                                                          .low_speed_sec = 60,
+                                                                          .total_timeout_sec = 1},
+                                                          e);
         _cleanup_free_ char *u = url(nginx.https, "slow/big.bin");
         double start = now_sec();
         Transfer a = {};
@@ -530,7 +536,8 @@ START_TEST(test_async_caps_and_errors) {
         _cleanup_(fetcher_freep) Fetcher *f = new_fetcher(&(FetchOptions){.ca_file = nginx.ca}, e);
         _cleanup_(fetcher_freep) Fetcher *untrusting = new_fetcher(&(FetchOptions){}, e);
         _cleanup_free_ char *big = url(nginx.https, "big.bin"), *missing = url(nginx.https, "nope"),
-                            *down = url(nginx.https, "to-http/hello.txt"), *hello_url = url(nginx.https, "hello.txt");
+                            *down = url(nginx.https, "to-http/hello.txt"),
+                            *hello_url = url(nginx.https, "hello.txt");
         Transfer capped = {}, notfound = {}, downgrade = {}, cert = {};
 
         transfer_start(f, e, &capped, &(FetchRequest){.url = big, .max_size = 20000});
@@ -561,7 +568,8 @@ START_TEST(test_resume_from_nginx) {
         transfer_start(f, e, &a, &(FetchRequest){.url = u, .max_size = 6, .resume_from = 6});
         /* nothing from byte 12 on: 416, which means "start over" too */
         transfer_start(f, e, &past, &(FetchRequest){.url = u, .max_size = 100, .resume_from = 12});
-        transfer_start(f, e, &b, &(FetchRequest){.url = big, .max_size = 1024 * 1024 - 1000, .resume_from = 1000});
+        transfer_start(f, e, &b,
+                       &(FetchRequest){.url = big, .max_size = 1024 * 1024 - 1000, .resume_from = 1000});
         run_until_done(e, (Transfer *[]){&a, &past, &b}, 3, 10);
 
         ck_assert_int_eq(a.error, 0);
@@ -624,12 +632,13 @@ START_TEST(test_resume_refused) {
                 Transfer a = {};
                 char u[128];
 
-                mini_server_start_replies(&m,
-                                          &(MiniReply){.head = "HTTP/1.1 206 Partial Content\r\n"
-                                                               "Content-Range: bytes 5-14/15\r\n"
-                                                               "Content-Length: 10\r\nConnection: close\r\n\r\n",
-                                                       .body_bytes = 10},
-                                          1, NULL);
+                mini_server_start_replies(
+                        &m,
+                        &(MiniReply){.head = "HTTP/1.1 206 Partial Content\r\n"
+                                             "Content-Range: bytes 5-14/15\r\n"
+                                             "Content-Length: 10\r\nConnection: close\r\n\r\n",
+                                     .body_bytes = 10},
+                        1, NULL);
                 snprintf(u, sizeof(u), "http://127.0.0.1:%d/t", m.port);
                 transfer_start(f, e, &a, &(FetchRequest){.url = u, .max_size = 10, .resume_from = 5});
                 run_until_done(e, (Transfer *[]){&a}, 1, 10);
@@ -687,7 +696,8 @@ START_TEST(test_post) {
         ck_assert_str_eq(a.data, "ok"); /* max_size 0 for a POST: a default cap, not zero */
 
         req = read_record(record, 0, &size);
-        ck_assert_msg(strneq(req, "POST /reports?key=t1 HTTP/1.1\r\n", STRLEN("POST /reports?key=t1 HTTP/1.1\r\n")),
+        ck_assert_msg(strneq(req, "POST /reports?key=t1 HTTP/1.1\r\n",
+                             STRLEN("POST /reports?key=t1 HTTP/1.1\r\n")),
                       "%s", req);
         ck_assert_ptr_nonnull(strcasestr(req, "\r\nContent-Type: application/json\r\n"));
         ck_assert_ptr_null(strcasestr(req, "\r\nExpect:"));
@@ -708,7 +718,8 @@ START_TEST(test_post_binary_and_refused) {
         const size_t n = 300 * 1024;
         MiniReply replies[] = {
                 {.head = "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"},
-                {.head = "HTTP/1.1 500 Oops\r\nContent-Length: 5\r\nConnection: close\r\n\r\n", .body_bytes = 5},
+                {.head = "HTTP/1.1 500 Oops\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+                 .body_bytes = 5},
         };
         MiniServer m = {};
         Transfer a = {}, b = {};
@@ -725,7 +736,9 @@ START_TEST(test_post_binary_and_refused) {
         snprintf(u, sizeof(u), "http://127.0.0.1:%d/r", m.port);
 
         transfer_start(f, e, &a,
-                       &(FetchRequest){.url = u, .post_body = body, .post_size = n,
+                       &(FetchRequest){.url = u,
+                                       .post_body = body,
+                                       .post_size = n,
                                        .content_type = "application/octet-stream"});
         run_until_done(e, (Transfer *[]){&a}, 1, 10);
         transfer_start(f, e, &b, &(FetchRequest){.url = u, .post_body = "{}", .post_size = 2});

@@ -859,13 +859,12 @@ START_TEST(test_corrupt_cache_ignored) {
 }
 END_TEST
 
-
 /* ---- the same workflow as a step machine on a loop ------------------------------------ */
 
 typedef struct AsyncResult {
         unsigned calls;
         int error;
-        bool free_client;  /* free it from inside done() */
+        bool free_client; /* free it from inside done() */
         TufClient **client;
 } AsyncResult;
 
