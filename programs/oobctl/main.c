@@ -20,6 +20,7 @@ static const Verb verbs[] = {
         { "snapshot", verb_snapshot, "system disk snapshots: list, create, revert, pin, delete, retain" },
         { "image", verb_image, "inspect a desktop disk: chain, partitions, Windows volume and version" },
         { "apply", verb_apply, "apply a patch manifest offline to a system disk (admin use)" },
+        { "desktop", verb_desktop, "the desktop VM: status, start, stop, crash history, trial boot, guard" },
         { "status", verb_status, "what oobd is doing: state, running job, last outcome" },
         { "update", verb_update, "start a patch window now (update now [--wait]) or check for one" },
         { "history", verb_history, "the patch windows oobd ran and how they ended" },

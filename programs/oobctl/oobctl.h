@@ -21,6 +21,7 @@ int verb_tuf(int argc, char *argv[]);
 int verb_snapshot(int argc, char *argv[]);
 int verb_image(int argc, char *argv[]);
 int verb_apply(int argc, char *argv[]);
+int verb_desktop(int argc, char *argv[]);   /* desktop.c: the domain, trials, the guard */
 
 /* (image.c) The Windows volume of d, as disk_find_windows(); on -ENOENT
  * *ret_bitlocker says whether a BitLocker partition (then in *ret) is the
