@@ -100,7 +100,7 @@ typedef struct ShutdownJob {
         sd_event *event;
         ShutdownStep step;
         unsigned agent_timeout_sec, acpi_timeout_sec;
-        sd_event_source *source;       /* the first step's defer, then each step's timer */
+        sd_event_source *source; /* the first step's defer, then each step's timer */
         DesktopDoneCallback done;
         void *userdata;
 } ShutdownJob;
@@ -119,17 +119,17 @@ struct Desktop {
         char *name;
         virConnectPtr conn;
         virDomainPtr dom;
-        int callbacks[_CALLBACK_MAX];  /* libvirt's callback ids, -1 when none */
+        int callbacks[_CALLBACK_MAX]; /* libvirt's callback ids, -1 when none */
         int monitor_callback;
         bool close_callback;
-        bool closed;                   /* desktop_close() was called */
+        bool closed; /* desktop_close() was called */
 
         DesktopEventHandler handler;
         void *userdata;
 
-        bool running;                  /* as the events said last */
+        bool running; /* as the events said last */
         bool agent_connected;
-        bool have_panic;               /* GUEST_PANICKED seen since the start */
+        bool have_panic; /* GUEST_PANICKED seen since the start */
         CrashInfo panic;
 
         ShutdownJob *shutdown;
@@ -176,10 +176,10 @@ static int libvirt_errno_code(int *ret_code) {
         case VIR_ERR_NO_DOMAIN:
                 r = -ENOENT;
                 break;
-        case VIR_ERR_OPERATION_INVALID:        /* e.g. "domain is already running" */
+        case VIR_ERR_OPERATION_INVALID: /* e.g. "domain is already running" */
                 r = -EBUSY;
                 break;
-        case VIR_ERR_AGENT_UNRESPONSIVE:       /* not connected, or no answer */
+        case VIR_ERR_AGENT_UNRESPONSIVE: /* not connected, or no answer */
         case VIR_ERR_OPERATION_TIMEOUT:
                 r = -ETIMEDOUT;
                 break;
@@ -215,7 +215,7 @@ static int libvirt_errno_code(int *ret_code) {
         case VIR_ERR_DOM_EXIST:
                 r = -EEXIST;
                 break;
-        default:                               /* internal, system, RPC, operation failed */
+        default: /* internal, system, RPC, operation failed */
                 r = -EIO;
                 break;
         }
@@ -279,7 +279,7 @@ void crash_info_done(CrashInfo *c) {
         if (!c)
                 return;
         free(c->reason);
-        *c = (CrashInfo) {};
+        *c = (CrashInfo){};
 }
 
 static int crash_info_set(CrashInfo *c, bool hyperv, const uint64_t args[5], const char *reason) {
@@ -367,7 +367,7 @@ int crash_info_from_qemu_panic(const char *details, CrashInfo *ret) {
         if (!type || type[0] == 0 || strlen(type) > 32)
                 return -EPROTO;
         if (!streq(type, "hyper-v"))
-                return crash_info_set(ret, false, args, type);      /* "s390", ... */
+                return crash_info_set(ret, false, args, type); /* "s390", ... */
 
         for (size_t i = 0; i < 5; i++) {
                 char key[8];
@@ -457,7 +457,7 @@ static int xml_unescape(const char *s, size_t n, char **ret) {
                 const char *entity;
                 char c;
         } entities[] = {
-                { "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' }, { "&apos;", '\'' }, { "&quot;", '"' },
+                {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&apos;", '\''}, {"&quot;", '"'},
         };
         _cleanup_free_ char *out = malloc(n + 1);
         size_t o = 0;
@@ -600,7 +600,8 @@ static int xml_find_disk(const char *xml, const char *dev, const char **ret_star
 
 /* The disk's own <source> (not one of a <backingStore> in live XML) and its
  * file attribute's span. */
-static int xml_disk_source_file(const char *disk, const char *disk_end, const char **ret_value, size_t *ret_len) {
+static int xml_disk_source_file(const char *disk, const char *disk_end, const char **ret_value,
+                                size_t *ret_len) {
         const char *tag, *tag_end, *backing = strstr(disk, "<backingStore");
 
         if (backing && backing < disk_end)
@@ -667,7 +668,7 @@ typedef struct MemStream {
 } MemStream;
 
 static int mem_stream_open(MemStream *m) {
-        *m = (MemStream) {};
+        *m = (MemStream){};
         m->f = open_memstream(&m->buf, &m->size);
         return m->f ? 0 : -ENOMEM;
 }
@@ -676,7 +677,7 @@ static void mem_stream_done(MemStream *m) {
         if (m->f)
                 fclose(m->f);
         free(m->buf);
-        *m = (MemStream) {};
+        *m = (MemStream){};
 }
 
 /* Close the stream and hand out its string. */
@@ -940,7 +941,8 @@ int desktop_render_xml(const DesktopDefinition *def, const char *uuid, const cha
                 fwrite(p, 1, (size_t) (at - p), m.f);
                 close = strchr(at + 1, '@');
                 l = close ? (size_t) (close - at - 1) : 0;
-                if (!close || l == 0 || l >= sizeof(key) || strspn(at + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != l) {
+                if (!close || l == 0 || l >= sizeof(key) ||
+                    strspn(at + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != l) {
                         fputc('@', m.f);
                         p = at + 1;
                         continue;
@@ -1131,12 +1133,12 @@ static void desktop_emit(Desktop *d, DesktopEventType type, CrashInfo *crash) {
 
         if (crash) {
                 ev.crash = *crash;
-                *crash = (CrashInfo) {};
+                *crash = (CrashInfo){};
         }
         log_debug("desktop %s: %s%s%s", d->name, desktop_event_type_to_string(type),
                   ev.crash.reason ? " " : "", ev.crash.reason ?: "");
 
-        desktop_ref(d);           /* the handler may close it */
+        desktop_ref(d); /* the handler may close it */
         if (d->handler && !d->closed)
                 d->handler(d, &ev, d->userdata);
         if (type == DESKTOP_EVENT_STOPPED && d->shutdown)
@@ -1147,7 +1149,7 @@ static void desktop_emit(Desktop *d, DesktopEventType type, CrashInfo *crash) {
 
 static void set_agent_connected(Desktop *d, bool connected) {
         if (d->agent_connected == connected)
-                return;           /* libvirt says "disconnected" on every start */
+                return; /* libvirt says "disconnected" on every start */
         d->agent_connected = connected;
         desktop_emit(d, connected ? DESKTOP_EVENT_AGENT_CONNECTED : DESKTOP_EVENT_AGENT_DISCONNECTED, NULL);
 }
@@ -1164,7 +1166,7 @@ static void crash_info_for_event(Desktop *d, int detail, CrashInfo *ret) {
 
         if (d->have_panic) {
                 *ret = d->panic;
-                d->panic = (CrashInfo) {};
+                d->panic = (CrashInfo){};
                 d->have_panic = false;
                 return;
         }
@@ -1187,7 +1189,7 @@ static void crash_info_for_event(Desktop *d, int detail, CrashInfo *ret) {
                 }
         }
         virResetLastError();
-        (void) crash_info_set(ret, false, (const uint64_t[5]) {},
+        (void) crash_info_set(ret, false, (const uint64_t[5]){},
                               detail == VIR_DOMAIN_EVENT_CRASHED_CRASHLOADED ? "crashloaded" : "panicked");
 }
 
@@ -1266,7 +1268,7 @@ static void on_connection_closed(virConnectPtr conn, int reason, void *userdata)
 
 /* libvirt's VIR_DOMAIN_EVENT_CALLBACK() cast, through void (*)(void) so that
  * -Wcast-function-type knows it is meant. */
-#define EVENT_CALLBACK(cb) ((virConnectDomainEventGenericCallback) (void (*)(void)) (cb))
+#define EVENT_CALLBACK(cb) ((virConnectDomainEventGenericCallback) (void (*)(void))(cb))
 
 /* Open the connection, find the domain, subscribe to its events. */
 static int connection_attach(Desktop *d) {
@@ -1275,10 +1277,10 @@ static int connection_attach(Desktop *d) {
                 virConnectDomainEventGenericCallback cb;
                 bool required;
         } events[_CALLBACK_MAX] = {
-                [CALLBACK_LIFECYCLE] = { VIR_DOMAIN_EVENT_ID_LIFECYCLE, EVENT_CALLBACK(on_lifecycle), true },
-                [CALLBACK_REBOOT] = { VIR_DOMAIN_EVENT_ID_REBOOT, EVENT_CALLBACK(on_reboot), false },
-                [CALLBACK_WATCHDOG] = { VIR_DOMAIN_EVENT_ID_WATCHDOG, EVENT_CALLBACK(on_watchdog), false },
-                [CALLBACK_AGENT] = { VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, EVENT_CALLBACK(on_agent), false },
+                [CALLBACK_LIFECYCLE] = {VIR_DOMAIN_EVENT_ID_LIFECYCLE, EVENT_CALLBACK(on_lifecycle), true},
+                [CALLBACK_REBOOT] = {VIR_DOMAIN_EVENT_ID_REBOOT, EVENT_CALLBACK(on_reboot), false},
+                [CALLBACK_WATCHDOG] = {VIR_DOMAIN_EVENT_ID_WATCHDOG, EVENT_CALLBACK(on_watchdog), false},
+                [CALLBACK_AGENT] = {VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, EVENT_CALLBACK(on_agent), false},
         };
         int r;
 
@@ -1292,11 +1294,11 @@ static int connection_attach(Desktop *d) {
                 goto fail;
         }
         if (!desktop_event_loop())
-                return 0;         /* no loop, no events (a one-shot tool) */
+                return 0; /* no loop, no events (a one-shot tool) */
 
         for (size_t i = 0; i < _CALLBACK_MAX; i++) {
-                d->callbacks[i] = virConnectDomainEventRegisterAny(d->conn, d->dom, events[i].id, events[i].cb, d,
-                                                                   NULL);
+                d->callbacks[i] = virConnectDomainEventRegisterAny(d->conn, d->dom, events[i].id,
+                                                                   events[i].cb, d, NULL);
                 if (d->callbacks[i] < 0) {
                         r = libvirt_errno();
                         if (events[i].required)
@@ -1308,7 +1310,8 @@ static int connection_attach(Desktop *d) {
         d->monitor_callback = virConnectDomainQemuMonitorEventRegister(d->conn, d->dom, "GUEST_PANICKED",
                                                                        on_monitor_event, d, NULL, 0);
         if (d->monitor_callback < 0)
-                log_debug_errno(libvirt_errno(), "desktop %s: no QEMU monitor events, crashes without parameters: %m",
+                log_debug_errno(libvirt_errno(),
+                                "desktop %s: no QEMU monitor events, crashes without parameters: %m",
                                 d->name);
         if (virConnectRegisterCloseCallback(d->conn, on_connection_closed, d, NULL) < 0) {
                 r = libvirt_errno();
@@ -1349,8 +1352,8 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r >= 0)
                 r = domain_query(d, &running, &agent);
         if (r < 0) {
-                log_debug_errno(r, "desktop %s: reconnecting to %s failed, retrying in %" PRIu64 " ms: %m", d->name,
-                                d->uri, d->reconnect_usec / 1000U);
+                log_debug_errno(r, "desktop %s: reconnecting to %s failed, retrying in %" PRIu64 " ms: %m",
+                                d->name, d->uri, d->reconnect_usec / 1000U);
                 connection_detach(d);
                 d->reconnect_usec = MIN(d->reconnect_usec * 2, (uint64_t) RECONNECT_MAX_USEC);
                 (void) sd_event_source_set_time_relative(s, d->reconnect_usec);
@@ -1533,7 +1536,7 @@ int desktop_start(Desktop *d) {
         if (r < 0)
                 return r;
         if (virDomainCreate(d->dom) < 0)
-                return libvirt_errno();          /* -EBUSY: already running */
+                return libvirt_errno(); /* -EBUSY: already running */
         return 0;
 }
 
@@ -1549,7 +1552,7 @@ int desktop_destroy(Desktop *d) {
         if (r < 0)
                 return libvirt_errno();
         if (r == 0)
-                return 0;                        /* already off */
+                return 0; /* already off */
         if (virDomainDestroy(d->dom) < 0) {
                 r = libvirt_errno();
                 /* It went off by itself meanwhile. */
@@ -1576,10 +1579,11 @@ int desktop_agent_ping(Desktop *d, unsigned timeout_sec) {
         if (r == 0)
                 return -ENOTCONN;
         /* 0 would mean "do not wait for the answer": not a ping. */
-        reply = virDomainQemuAgentCommand(d->dom, "{\"execute\":\"guest-ping\"}",
-                                          (int) MIN(timeout_sec ?: AGENT_TIMEOUT_DEFAULT_SEC, (unsigned) INT_MAX), 0);
+        reply = virDomainQemuAgentCommand(
+                d->dom, "{\"execute\":\"guest-ping\"}",
+                (int) MIN(timeout_sec ?: AGENT_TIMEOUT_DEFAULT_SEC, (unsigned) INT_MAX), 0);
         if (reply)
-                return 0;                        /* an error answer is a libvirt error */
+                return 0; /* an error answer is a libvirt error */
         r = libvirt_errno_code(&code);
         if (code == VIR_ERR_AGENT_UNRESPONSIVE || code == VIR_ERR_OPERATION_INVALID) {
                 /* libvirt says "unresponsive" for both an agent that is not
@@ -1711,7 +1715,7 @@ static void shutdown_job_run(ShutdownJob *j) {
                                 r = libvirt_errno();
                 }
                 if (r <= 0) {
-                        shutdown_job_finish(j, r);       /* 0: it is off */
+                        shutdown_job_finish(j, r); /* 0: it is off */
                         return;
                 }
 
@@ -1723,7 +1727,9 @@ static void shutdown_job_run(ShutdownJob *j) {
                                 break;
                         }
                         /* qemu-ga's guest-shutdown: Windows shuts down as from its menu. */
-                        r = virDomainShutdownFlags(d->dom, VIR_DOMAIN_SHUTDOWN_GUEST_AGENT) < 0 ? libvirt_errno() : 0;
+                        r = virDomainShutdownFlags(d->dom, VIR_DOMAIN_SHUTDOWN_GUEST_AGENT) < 0
+                                    ? libvirt_errno()
+                                    : 0;
                         break;
                 case SHUTDOWN_ACPI:
                         timeout_sec = j->acpi_timeout_sec;
@@ -1731,8 +1737,9 @@ static void shutdown_job_run(ShutdownJob *j) {
                                 r = -ECANCELED;
                                 break;
                         }
-                        r = virDomainShutdownFlags(d->dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) < 0 ? libvirt_errno()
-                                                                                                      : 0;
+                        r = virDomainShutdownFlags(d->dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) < 0
+                                    ? libvirt_errno()
+                                    : 0;
                         break;
                 case SHUTDOWN_DESTROY:
                         shutdown_job_finish(j, desktop_destroy(d));
@@ -1751,7 +1758,8 @@ static void shutdown_job_run(ShutdownJob *j) {
                                 shutdown_job_finish(j, r);
                         return;
                 }
-                log_debug_errno(r, "desktop %s: shutdown step %s skipped: %m", d->name, shutdown_step_table[j->step]);
+                log_debug_errno(r, "desktop %s: shutdown step %s skipped: %m", d->name,
+                                shutdown_step_table[j->step]);
                 j->step++;
         }
 }
@@ -1783,7 +1791,7 @@ int desktop_shutdown(Desktop *d, sd_event *e, unsigned agent_timeout_sec, unsign
         j = calloc(1, sizeof(*j));
         if (!j)
                 return -ENOMEM;
-        *j = (ShutdownJob) {
+        *j = (ShutdownJob){
                 .desktop = d,
                 .event = sd_event_ref(e),
                 .step = SHUTDOWN_AGENT,

@@ -44,11 +44,11 @@
 typedef struct EventWatch EventWatch;
 struct EventWatch {
         int id;
-        bool timer;                    /* a timeout, else an fd watch */
-        int fd;                        /* libvirt's fd (watches) */
-        int own_fd;                    /* our dup of it, or -EBADF */
-        int events;                    /* VIR_EVENT_HANDLE_* (watches) */
-        int interval_ms;               /* -1, 0 or N (timeouts) */
+        bool timer;      /* a timeout, else an fd watch */
+        int fd;          /* libvirt's fd (watches) */
+        int own_fd;      /* our dup of it, or -EBADF */
+        int events;      /* VIR_EVENT_HANDLE_* (watches) */
+        int interval_ms; /* -1, 0 or N (timeouts) */
         virEventHandleCallback handle_cb;
         virEventTimeoutCallback timeout_cb;
         void *opaque;
@@ -129,12 +129,13 @@ static void watch_release(EventWatch *w) {
                 int r = -ENOMEM;
 
                 if (p) {
-                        *p = (PendingFree) { .ff = w->ff, .opaque = w->opaque };
+                        *p = (PendingFree){.ff = w->ff, .opaque = w->opaque};
                         r = sd_event_add_defer(event_loop, &s, on_pending_free, p);
                 }
                 if (r < 0) {
                         /* Calling ff here could deadlock libvirt: leak instead. */
-                        log_debug_errno(r, "libvirt event: cannot defer freeing watch %d, leaking it: %m", w->id);
+                        log_debug_errno(r, "libvirt event: cannot defer freeing watch %d, leaking it: %m",
+                                        w->id);
                         free(p);
                 }
         }
@@ -153,7 +154,8 @@ static void watch_unlink(EventWatch *w) {
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         EventWatch *w = userdata;
-        int events = events_from_epoll(revents) & (w->events | VIR_EVENT_HANDLE_ERROR | VIR_EVENT_HANDLE_HANGUP);
+        int events =
+                events_from_epoll(revents) & (w->events | VIR_EVENT_HANDLE_ERROR | VIR_EVENT_HANDLE_HANGUP);
 
         /* w may be removed by the callback: nothing touches it afterwards. */
         if (events != 0)
@@ -181,8 +183,8 @@ static int add_handle(int fd, int events, virEventHandleCallback cb, void *opaqu
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -1;
-        *w = (EventWatch) { .fd = fd, .own_fd = -EBADF, .events = events, .handle_cb = cb,
-                            .opaque = opaque, .ff = ff };
+        *w = (EventWatch){
+                .fd = fd, .own_fd = -EBADF, .events = events, .handle_cb = cb, .opaque = opaque, .ff = ff};
 
         r = sd_event_add_io(event_loop, &w->source, fd, events_to_epoll(events), on_io, w);
         if (r == -EEXIST) {
@@ -268,8 +270,13 @@ static int add_timeout(int interval_ms, virEventTimeoutCallback cb, void *opaque
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -1;
-        *w = (EventWatch) { .timer = true, .fd = -EBADF, .own_fd = -EBADF, .interval_ms = interval_ms,
-                            .timeout_cb = cb, .opaque = opaque, .ff = ff };
+        *w = (EventWatch){.timer = true,
+                          .fd = -EBADF,
+                          .own_fd = -EBADF,
+                          .interval_ms = interval_ms,
+                          .timeout_cb = cb,
+                          .opaque = opaque,
+                          .ff = ff};
         r = sd_event_add_time_relative(event_loop, &w->source, CLOCK_MONOTONIC, 0, 1, on_time, w);
         if (r >= 0) {
                 (void) sd_event_source_set_description(w->source, "libvirt-timeout");
