@@ -358,6 +358,36 @@ const char *desktop_name(const Desktop *d);
 void crash_info_done(CrashInfo *c);
 
 /* -- added by the domain helper (implemented in domain.c) -- */
+/*
+ * What callers of the functions above see (domain helper):
+ *   - A panic gives CRASHED, then STOPPED: the template's on_crash destroy
+ *     powers the domain off, desktop_state() says "crashed" until the next
+ *     start, and the system disk is free. The Hyper-V parameters come from
+ *     QEMU's GUEST_PANICKED event (libvirt-qemu monitor events) or, on the
+ *     host, libvirt's domain log; a pvpanic crash has reason "pvpanic" and no
+ *     parameters. crash.reason is valid during the handler call only.
+ *   - WATCHDOG leaves the desktop running (the template's action none): the
+ *     caller decides, e.g. desktop_destroy().
+ *   - AGENT_DISCONNECTED comes before STOPPED when the agent was connected
+ *     (libvirt itself says nothing when a guest dies).
+ *   - Events are delivered from the loop, never from inside a call; the
+ *     handler may call desktop_close(). A connection lost under an open
+ *     Desktop is reopened from the loop (calls meanwhile fail with
+ *     -ENOTCONN); what happened meanwhile is made up from the state found
+ *     (STARTED, CRASHED, STOPPED).
+ *   - Calls block the loop for their round trip to libvirtd. desktop_agent_ping()
+ *     and the agent step of desktop_shutdown() wait up to their timeout, and
+ *     at least libvirt's own 5 s guest-sync when the agent hangs.
+ *   - desktop_shutdown(): -EALREADY while one runs; the agent step is skipped
+ *     when the agent is not connected or agent_timeout_sec is 0, the ACPI step
+ *     when acpi_timeout_sec is 0; desktop_close() drops a pending shutdown
+ *     without calling done(). desktop_state() says "shutting-down" meanwhile.
+ *   - desktop_define() keeps the UUID of a domain it redefines; without a
+ *     kernel the domain boots its disk with UEFI (libvirt's firmware='efi').
+ *     desktop_undefine() refuses a running domain (-EBUSY) and keeps the disks.
+ *   - desktop_destroy() of a desktop that is off is 0; desktop_start() of a
+ *     running one -EBUSY; no libvirtd answering is -ECONNREFUSED.
+ */
 /* The file on the hypervisor host where the desktop's serial console is
  * logged (desktop_define() asks libvirt's virtlogd to, appending across
  * boots), or -ENOENT when it is not logged (a session daemon). */
