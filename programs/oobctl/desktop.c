@@ -383,16 +383,16 @@ static void on_shutdown_done(Desktop *d, int error, void *userdata) {
 
 static int desktop_stop(const DesktopArgs *a) {
         _cleanup_(context_done) Context ctx = { .args = a };
-        DesktopState state;
+        bool running;
         int r;
 
         r = open_desktop(a, &ctx);
         if (r != OOBCTL_EXIT_OK)
                 return r;
-        r = desktop_state(ctx.desktop, &state);
+        r = desktop_is_running(ctx.desktop, &running);
         if (r < 0)
                 return fail(a, r, "read the state");
-        if (state == DESKTOP_OFF) {
+        if (!running) {
                 log_info("%s is off already.", desktop_label(a));
                 return OOBCTL_EXIT_OK;
         }
@@ -497,17 +497,21 @@ static int desktop_trial(const DesktopArgs *a) {
         _cleanup_(context_done) Context ctx = { .args = a };
         _cleanup_free_ char *text = NULL;
         const TrialVerdict *v;
-        DesktopState state;
+        DesktopState state = DESKTOP_RUNNING;
         uint64_t start_usec;
+        bool running;
         int r;
 
         r = open_desktop(a, &ctx);
         if (r != OOBCTL_EXIT_OK)
                 return r;
-        r = desktop_state(ctx.desktop, &state);
+        /* Off, or "crashed" and already powered off by on_crash: it can boot. */
+        r = desktop_is_running(ctx.desktop, &running);
+        if (r >= 0 && running)
+                r = desktop_state(ctx.desktop, &state);
         if (r < 0)
                 return fail(a, r, "read the state");
-        if (state != DESKTOP_OFF) {
+        if (running) {
                 log_error("%s: trial: the desktop is %s; a trial judges a boot: stop it first.", desktop_label(a),
                           desktop_state_to_string(state));
                 return OOBCTL_EXIT_FAILURE;
