@@ -360,12 +360,14 @@ void crash_info_done(CrashInfo *c);
 /* -- added by the domain helper (implemented in domain.c) -- */
 /*
  * What callers of the functions above see (domain helper):
- *   - A panic gives CRASHED, then STOPPED: the template's on_crash destroy
- *     powers the domain off, desktop_state() says "crashed" until the next
- *     start, and the system disk is free. The Hyper-V parameters come from
- *     QEMU's GUEST_PANICKED event (libvirt-qemu monitor events) or, on the
- *     host, libvirt's domain log; a pvpanic crash has reason "pvpanic" and no
- *     parameters. crash.reason is valid during the handler call only.
+ *   - A panic gives one CRASHED, then STOPPED: the template's on_crash
+ *     destroy powers the domain off, desktop_state() says "crashed" until
+ *     the next start, and the system disk is free. CRASHED comes from QEMU's
+ *     GUEST_PANICKED event (libvirt-qemu monitor events) with the Hyper-V
+ *     parameters, else from libvirt's crashed event (parameters then from
+ *     libvirt's domain log, on the host only); a pvpanic crash has reason
+ *     "pvpanic" and no parameters. crash.reason is valid during the
+ *     handler call only.
  *   - WATCHDOG leaves the desktop running (the template's action none): the
  *     caller decides, e.g. desktop_destroy().
  *   - AGENT_DISCONNECTED comes before STOPPED when the agent was connected
