@@ -131,6 +131,7 @@ struct Desktop {
         bool running; /* as the events said last */
         bool agent_connected;
         bool crash_reported; /* CRASHED sent from GUEST_PANICKED, libvirt's own to come */
+        bool panicked;       /* this boot ended in a panic (until the next start or reset) */
 
         ShutdownJob *shutdown;
         sd_event_source *reconnect;
@@ -1193,7 +1194,7 @@ static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int de
         switch (event) {
         case VIR_DOMAIN_EVENT_STARTED:
                 d->running = true;
-                d->crash_reported = false;
+                d->crash_reported = d->panicked = false;
                 d->agent_connected = false;
                 desktop_emit(d, DESKTOP_EVENT_STARTED, NULL);
                 break;
@@ -1212,6 +1213,7 @@ static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int de
                         break;
                 }
                 crash_info_for_event(d, detail, &crash);
+                d->panicked = true;
                 desktop_emit(d, DESKTOP_EVENT_CRASHED, &crash);
                 crash_info_done(&crash);
                 break;
@@ -1224,7 +1226,7 @@ static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int de
 static void on_reboot(virConnectPtr conn, virDomainPtr dom, void *userdata) {
         Desktop *d = userdata;
 
-        d->crash_reported = false;
+        d->crash_reported = d->panicked = false;
         desktop_emit(d, DESKTOP_EVENT_REBOOTED, NULL);
 }
 
@@ -1253,7 +1255,7 @@ static void on_monitor_event(virConnectPtr conn, virDomainPtr dom, const char *e
          * waits for a worker thread and the domain's job (measured: up to
          * 0.7 s on a loaded host), this one comes straight from the monitor.
          * QEMU pauses the guest at the first panic, so there is one per crash. */
-        d->crash_reported = true;
+        d->crash_reported = d->panicked = true;
         desktop_emit(d, DESKTOP_EVENT_CRASHED, &c);
         crash_info_done(&c);
 }
@@ -1371,6 +1373,7 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata) {
                         CrashInfo crash = {};
 
                         crash_info_for_event(d, VIR_DOMAIN_EVENT_CRASHED_PANICKED, &crash);
+                        d->panicked = true;
                         desktop_emit(d, DESKTOP_EVENT_CRASHED, &crash);
                         crash_info_done(&crash);
                 }
@@ -1502,6 +1505,11 @@ int desktop_state(Desktop *d, DesktopState *ret) {
         default:
                 return -EPROTO;
         }
+        /* What the events said first: QEMU paused the guest at its panic
+         * before libvirt, still saying "running", applies on_crash (and when
+         * the caller destroyed it first, it is still the boot that crashed). */
+        if (d->panicked)
+                s = DESKTOP_CRASHED;
         /* Our own graceful shutdown in progress says so too. */
         if (s == DESKTOP_RUNNING && d->shutdown)
                 s = DESKTOP_SHUTTING_DOWN;

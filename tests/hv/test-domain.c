@@ -1044,6 +1044,10 @@ START_TEST(test_lv_crash_then_other_disk) {
         ck_assert_int_eq(desktop_start(d), 0);
         c = wait_event(e, DESKTOP_EVENT_CRASHED, 0, 90);
         ck_assert_msg(c >= 0, "no crash reported");
+        /* At once "crashed", though libvirt may still say "running" (it has
+         * not applied on_crash yet): a guard must not take it for a restart. */
+        ck_assert_int_eq(desktop_state(d, &s), 0);
+        ck_assert_int_eq(s, DESKTOP_CRASHED);
         ck_assert(console_has("oob-standin: crashing (driver oobcrash.sys)"));
         /* pvpanic: that it crashed, not why. */
         ck_assert(!rec[c].hyperv);
