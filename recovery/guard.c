@@ -71,7 +71,7 @@ struct Guard {
         Counted *counted;
         size_t n_counted;
         uint64_t epoch_usec;
-        char *reverted_to;             /* snapshot of the last revert, or NULL */
+        char *reverted_to; /* snapshot of the last revert, or NULL */
         uint64_t reverted_usec;
 
         /* crashes taken by guard_feed(), not acted upon yet */
@@ -149,7 +149,7 @@ static int count_crash(Guard *g, uint64_t usec, const char *snapshot) {
         if (!n)
                 return -ENOMEM;
         g->counted = n;
-        g->counted[g->n_counted] = (Counted) { .usec = usec };
+        g->counted[g->n_counted] = (Counted){.usec = usec};
         if (snapshot) {
                 g->counted[g->n_counted].snapshot = strdup(snapshot);
                 if (!g->counted[g->n_counted].snapshot)
@@ -247,7 +247,8 @@ static void jw_crash(JsonWriter *w, const CrashRecord *c) {
 /* alert.json: what happened and the evidence (the crashes of this episode:
  * those since the window before the last revert, this one included, whose
  * action is not written yet). */
-static int alert_write(Guard *g, const CrashRecord *current, const char *cause, const char *last_known_good) {
+static int alert_write(Guard *g, const CrashRecord *current, const char *cause,
+                       const char *last_known_good) {
         _cleanup_free_ char *path = alert_path(g->state_dir), *buf = NULL;
         CrashRecord *records = NULL;
         size_t n = 0, size = 0;
@@ -428,7 +429,8 @@ static int do_revert(Guard *g, char **ret_id, char **ret_good, RevertStep *ret_s
         return 0;
 }
 
-static int raise_alert(Guard *g, const CrashRecord *c, const char *cause, const char *good, char **ret_action) {
+static int raise_alert(Guard *g, const CrashRecord *c, const char *cause, const char *good,
+                       char **ret_action) {
         int r;
 
         r = ensure_off(g);
@@ -462,8 +464,8 @@ static void log_crash(const Guard *g, const CrashRecord *c, unsigned count) {
         else
                 snprintf(what, sizeof(what), "crashed: STOP code unknown (%s)", c->crash.reason ?: "panic");
         log_struct_id(LOG_LEVEL_ERR, OOB_MESSAGE_DESKTOP_CRASHED,
-                      "Desktop %s %s; snapshot %s, crash %u of %u allowed within %" PRIu64 " s.", name_of(g), what,
-                      c->snapshot ?: "unknown", count, g->max_crashes, g->window_usec / USEC_PER_SEC);
+                      "Desktop %s %s; snapshot %s, crash %u of %u allowed within %" PRIu64 " s.", name_of(g),
+                      what, c->snapshot ?: "unknown", count, g->max_crashes, g->window_usec / USEC_PER_SEC);
 }
 
 static GuardDecision decide(Guard *g, const CrashRecord *c) {
@@ -524,7 +526,8 @@ static void act(Guard *g, CrashRecord *c, GuardDecision decision) {
         case GUARD_ALERT:
                 cause = strdupf("known-good snapshot %s crash-loops too (%u crashes within %" PRIu64 " s)",
                                 g->reverted_to, g->max_crashes, g->window_usec / USEC_PER_SEC);
-                r = raise_alert(g, c, cause ?: "known-good snapshot crash-loops too", g->reverted_to, &action);
+                r = raise_alert(g, c, cause ?: "known-good snapshot crash-loops too", g->reverted_to,
+                                &action);
                 break;
         }
 
@@ -577,7 +580,7 @@ void guard_feed(Guard *g, const DesktopEvent *ev) {
         }
 
         c = &g->pending[g->n_pending];
-        *c = (CrashRecord) {
+        *c = (CrashRecord){
                 .usec = (int64_t) ev->usec,
                 .type = ev->type,
         };

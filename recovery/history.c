@@ -36,7 +36,7 @@ void crash_record_done(CrashRecord *r) {
         crash_info_done(&r->crash);
         free(r->snapshot);
         free(r->action);
-        *r = (CrashRecord) {};
+        *r = (CrashRecord){};
 }
 
 void crash_history_free(CrashRecord *r, size_t n) {
@@ -168,7 +168,8 @@ static json_t *record_to_json(const CrashRecord *rec) {
                 return NULL;
         if (json_object_set_new(o, "usec", json_integer(rec->usec)) < 0 ||
             json_object_set_new(o, "type", json_string(desktop_event_type_to_string(rec->type))) < 0 ||
-            crash_to_json(o, &rec->crash) < 0 || json_object_set_new(o, "snapshot", text(rec->snapshot)) < 0 ||
+            crash_to_json(o, &rec->crash) < 0 ||
+            json_object_set_new(o, "snapshot", text(rec->snapshot)) < 0 ||
             json_object_set_new(o, "action", text(rec->action)) < 0)
                 return NULL;
         return TAKE_PTR(o);
@@ -198,7 +199,7 @@ static int record_from_json(const json_t *o, CrashRecord *ret) {
         if (r < 0)
                 return r;
         *ret = rec;
-        rec = (CrashRecord) {};
+        rec = (CrashRecord){};
         return 0;
 }
 
@@ -426,7 +427,7 @@ int trial_verdict_load(const char *state_dir, TrialVerdict *ret, int64_t *ret_us
         if (ret_usec)
                 *ret_usec = usec;
         *ret = v;
-        v = (TrialVerdict) {};
+        v = (TrialVerdict){};
         return 0;
 }
 

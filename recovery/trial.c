@@ -34,10 +34,8 @@ static const char *const trial_result_table[_TRIAL_RESULT_MAX] = {
 DEFINE_STRING_TABLE_LOOKUP(trial_result, TrialResult);
 
 static const char *const trial_failure_table[_TRIAL_FAILURE_MAX] = {
-        [TRIAL_FAILURE_NONE] = "none",
-        [TRIAL_FAILURE_CRASH] = "crash",
-        [TRIAL_FAILURE_HANG] = "hang",
-        [TRIAL_FAILURE_BOOT_TIMEOUT] = "boot-timeout",
+        [TRIAL_FAILURE_NONE] = "none",       [TRIAL_FAILURE_CRASH] = "crash",
+        [TRIAL_FAILURE_HANG] = "hang",       [TRIAL_FAILURE_BOOT_TIMEOUT] = "boot-timeout",
         [TRIAL_FAILURE_STOPPED] = "stopped",
 };
 DEFINE_STRING_TABLE_LOOKUP(trial_failure, TrialFailure);
@@ -56,20 +54,20 @@ struct Trial {
         void *userdata;
 
         TrialPhase phase;
-        uint64_t start_usec;           /* CLOCK_MONOTONIC, trial_start() */
-        uint64_t window_end_usec;      /* CLOCK_MONOTONIC, stable phase */
-        unsigned missed;               /* pings missed in a row after the first answer */
-        unsigned reboots;              /* guest reboots after the first answer */
-        bool answered;                 /* the agent answered at least once */
+        uint64_t start_usec;      /* CLOCK_MONOTONIC, trial_start() */
+        uint64_t window_end_usec; /* CLOCK_MONOTONIC, stable phase */
+        unsigned missed;          /* pings missed in a row after the first answer */
+        unsigned reboots;         /* guest reboots after the first answer */
+        bool answered;            /* the agent answered at least once */
 
-        sd_event_source *deadline;     /* boot timeout, or the end of the window */
+        sd_event_source *deadline; /* boot timeout, or the end of the window */
         sd_event_source *ping_timer;
         TrialVerdict verdict;
 };
 
 void trial_options_init(TrialOptions *o, unsigned boot_timeout_sec, unsigned stability_sec) {
         assert(o);
-        *o = (TrialOptions) {
+        *o = (TrialOptions){
                 .boot_timeout_usec = boot_timeout_sec * USEC_PER_SEC,
                 .stability_usec = stability_sec * USEC_PER_SEC,
                 .ping_interval_usec = USEC_PER_SEC,
@@ -94,7 +92,7 @@ void trial_verdict_done(TrialVerdict *v) {
         if (!v)
                 return;
         crash_info_done(&v->crash);
-        *v = (TrialVerdict) {};
+        *v = (TrialVerdict){};
 }
 
 const TrialVerdict *trial_verdict(const Trial *t) {
@@ -167,7 +165,7 @@ static int on_ping_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r >= 0) {
                 on_answer(t, now);
                 if (t->phase == TRIAL_PHASE_DONE)
-                        return 0;   /* may be freed: do not touch t */
+                        return 0; /* may be freed: do not touch t */
         } else {
                 log_debug_errno(r, "Trial: agent ping failed: %m");
                 if (t->phase == TRIAL_PHASE_STABLE && ++t->missed >= t->options.max_missed_pings) {
@@ -273,8 +271,8 @@ int trial_start_full(sd_event *e, Desktop *d, const TrialOptions *o, TrialDoneCa
         t->start_usec = now;
         /* Accuracy 1 ms: the default (250 ms) would let sd-event coalesce the
          * wakeups and blur the verdict's timing. */
-        r = sd_event_add_time(e, &t->deadline, CLOCK_MONOTONIC, now + o->boot_timeout_usec, 1000, on_deadline,
-                              t);
+        r = sd_event_add_time(e, &t->deadline, CLOCK_MONOTONIC, now + o->boot_timeout_usec, 1000,
+                              on_deadline, t);
         if (r < 0)
                 return r;
         r = sd_event_add_time(e, &t->ping_timer, CLOCK_MONOTONIC, now, 1000, on_ping_timer, t);
@@ -288,8 +286,8 @@ int trial_start_full(sd_event *e, Desktop *d, const TrialOptions *o, TrialDoneCa
         return 0;
 }
 
-int trial_start(sd_event *e, Desktop *d, unsigned boot_timeout_sec, unsigned stability_sec, TrialDoneCallback done,
-                void *userdata, Trial **ret) {
+int trial_start(sd_event *e, Desktop *d, unsigned boot_timeout_sec, unsigned stability_sec,
+                TrialDoneCallback done, void *userdata, Trial **ret) {
         TrialOptions o;
 
         assert_return(d, -EINVAL);
@@ -318,13 +316,14 @@ int trial_verdict_format(const TrialVerdict *v, char **ret) {
         assert_return(ret, -EINVAL);
 
         if (v->result == TRIAL_PASSED)
-                r = asprintf(&s, "passed (agent answered %.1f s after the start)", (double) v->boot_usec / 1e6);
+                r = asprintf(&s, "passed (agent answered %.1f s after the start)",
+                             (double) v->boot_usec / 1e6);
         else if (v->result == TRIAL_PENDING)
                 r = asprintf(&s, "pending");
         else if (v->failure == TRIAL_FAILURE_CRASH && v->crash.hyperv)
                 r = asprintf(&s,
-                             "failed: crash, STOP code 0x%08" PRIx64 " (0x%" PRIx64 ", 0x%" PRIx64 ", 0x%" PRIx64
-                             ", 0x%" PRIx64 ")%s%s",
+                             "failed: crash, STOP code 0x%08" PRIx64 " (0x%" PRIx64 ", 0x%" PRIx64
+                             ", 0x%" PRIx64 ", 0x%" PRIx64 ")%s%s",
                              v->crash.stop_code, v->crash.params[0], v->crash.params[1], v->crash.params[2],
                              v->crash.params[3], v->crash.reason ? ", " : "", v->crash.reason ?: "");
         else if (v->failure == TRIAL_FAILURE_CRASH)

@@ -51,8 +51,8 @@ typedef struct Context {
         Guard *guard;
         Trial *trial;
         bool finished;
-        int error;                     /* stop: the shutdown's result */
-        uint64_t decisive_event_usec;  /* trial: the event that decided it, if one did */
+        int error;                    /* stop: the shutdown's result */
+        uint64_t decisive_event_usec; /* trial: the event that decided it, if one did */
         uint64_t verdict_usec;
 } Context;
 
@@ -130,7 +130,8 @@ static void format_usec(int64_t usec, bool utc, char *buf, size_t size) {
 
 static void format_stop_code(const CrashInfo *c, char *buf, size_t size) {
         if (c->hyperv)
-                snprintf(buf, size, "0x%08" PRIx64 " (0x%" PRIx64 ", 0x%" PRIx64 ", 0x%" PRIx64 ", 0x%" PRIx64 ")",
+                snprintf(buf, size,
+                         "0x%08" PRIx64 " (0x%" PRIx64 ", 0x%" PRIx64 ", 0x%" PRIx64 ", 0x%" PRIx64 ")",
                          c->stop_code, c->params[0], c->params[1], c->params[2], c->params[3]);
         else
                 snprintf(buf, size, "unknown");
@@ -176,8 +177,9 @@ static void print_record(const CrashRecord *r) {
 
         format_usec(r->usec, false, when, sizeof(when));
         format_stop_code(&r->crash, code, sizeof(code));
-        printf("  %s  %-8s  STOP %s%s%s  snapshot %s  -> %s\n", when, desktop_event_type_to_string(r->type), code,
-               r->crash.reason ? ", " : "", r->crash.reason ?: "", r->snapshot ?: "?", r->action ?: "?");
+        printf("  %s  %-8s  STOP %s%s%s  snapshot %s  -> %s\n", when, desktop_event_type_to_string(r->type),
+               code, r->crash.reason ? ", " : "", r->crash.reason ?: "", r->snapshot ?: "?",
+               r->action ?: "?");
 }
 
 /* ---- the loop and the desktop ------------------------------------------------- */
@@ -223,7 +225,7 @@ static void context_done(Context *ctx) {
 /* ---- status and history ----------------------------------------------------------- */
 
 static int desktop_status(const DesktopArgs *a) {
-        _cleanup_(context_done) Context ctx = { .args = a };
+        _cleanup_(context_done) Context ctx = {.args = a};
         _cleanup_free_ char *system = NULL, *data = NULL, *verdict_text = NULL, *alert = NULL;
         _cleanup_(trial_verdict_done) TrialVerdict verdict = {};
         CrashRecord *records = NULL;
@@ -306,8 +308,8 @@ static int desktop_status(const DesktopArgs *a) {
                         printf("Last trial:   none\n");
                 if (ra >= 0) {
                         format_usec(alert_usec, false, when, sizeof(when));
-                        printf("Alert:        RAISED %s: %s (%s/alert.json; 'oobctl desktop clear-alert')\n", when,
-                               alert, a->state_dir);
+                        printf("Alert:        RAISED %s: %s (%s/alert.json; 'oobctl desktop clear-alert')\n",
+                               when, alert, a->state_dir);
                 } else if (ra == -ENOENT)
                         printf("Alert:        none\n");
                 else
@@ -353,7 +355,7 @@ static int desktop_history(const DesktopArgs *a) {
 /* ---- start, stop ------------------------------------------------------------------- */
 
 static int desktop_start_command(const DesktopArgs *a) {
-        _cleanup_(context_done) Context ctx = { .args = a };
+        _cleanup_(context_done) Context ctx = {.args = a};
         DesktopState state;
         int r;
 
@@ -382,7 +384,7 @@ static void on_shutdown_done(Desktop *d, int error, void *userdata) {
 }
 
 static int desktop_stop(const DesktopArgs *a) {
-        _cleanup_(context_done) Context ctx = { .args = a };
+        _cleanup_(context_done) Context ctx = {.args = a};
         bool running;
         int r;
 
@@ -396,8 +398,8 @@ static int desktop_stop(const DesktopArgs *a) {
                 log_info("%s is off already.", desktop_label(a));
                 return OOBCTL_EXIT_OK;
         }
-        r = desktop_shutdown(ctx.desktop, ctx.event, a->agent_timeout_sec, a->acpi_timeout_sec, on_shutdown_done,
-                             &ctx);
+        r = desktop_shutdown(ctx.desktop, ctx.event, a->agent_timeout_sec, a->acpi_timeout_sec,
+                             on_shutdown_done, &ctx);
         if (r < 0)
                 return fail(a, r, "shut down");
         r = sd_event_loop(ctx.event);
@@ -450,7 +452,7 @@ static int block_signals(void) {
 }
 
 static int desktop_watch(const DesktopArgs *a) {
-        _cleanup_(context_done) Context ctx = { .args = a };
+        _cleanup_(context_done) Context ctx = {.args = a};
         GuardOptions o = {
                 .state_dir = a->state_dir,
                 .catalog_dir = a->catalog_dir,
@@ -494,7 +496,7 @@ static void on_trial_done(Trial *t, const TrialVerdict *v, void *userdata) {
 }
 
 static int desktop_trial(const DesktopArgs *a) {
-        _cleanup_(context_done) Context ctx = { .args = a };
+        _cleanup_(context_done) Context ctx = {.args = a};
         _cleanup_free_ char *text = NULL;
         const TrialVerdict *v;
         DesktopState state = DESKTOP_RUNNING;
@@ -512,8 +514,8 @@ static int desktop_trial(const DesktopArgs *a) {
         if (r < 0)
                 return fail(a, r, "read the state");
         if (running) {
-                log_error("%s: trial: the desktop is %s; a trial judges a boot: stop it first.", desktop_label(a),
-                          desktop_state_to_string(state));
+                log_error("%s: trial: the desktop is %s; a trial judges a boot: stop it first.",
+                          desktop_label(a), desktop_state_to_string(state));
                 return OOBCTL_EXIT_FAILURE;
         }
 
@@ -532,12 +534,12 @@ static int desktop_trial(const DesktopArgs *a) {
         v = trial_verdict(ctx.trial);
         r = trial_verdict_save(a->state_dir, v, (int64_t) ctx.verdict_usec);
         if (r < 0)
-                log_warning_errno(r, "%s: could not save the verdict in %s: %s", desktop_label(a), a->state_dir,
-                                  oobctl_error_cause(r));
+                log_warning_errno(r, "%s: could not save the verdict in %s: %s", desktop_label(a),
+                                  a->state_dir, oobctl_error_cause(r));
         if (trial_verdict_format(v, &text) < 0)
                 return fail(a, -ENOMEM, "trial");
-        log_struct_id(v->result == TRIAL_PASSED ? LOG_LEVEL_NOTICE : LOG_LEVEL_ERR, OOB_MESSAGE_TRIAL_VERDICT,
-                      "Trial boot of %s %s.", desktop_label(a), text);
+        log_struct_id(v->result == TRIAL_PASSED ? LOG_LEVEL_NOTICE : LOG_LEVEL_ERR,
+                      OOB_MESSAGE_TRIAL_VERDICT, "Trial boot of %s %s.", desktop_label(a), text);
 
         if (a->json) {
                 _cleanup_(json_writer_freep) JsonWriter *w = json_writer_new(stdout, true);
@@ -573,15 +575,15 @@ typedef struct DesktopCommand {
 } DesktopCommand;
 
 static const DesktopCommand desktop_commands[] = {
-        { .name = "status", .run = desktop_status, .json = true },
-        { .name = "start", .run = desktop_start_command },
-        { .name = "stop", .run = desktop_stop, .stop = true },
-        { .name = "history", .run = desktop_history, .json = true },
-        { .name = "watch", .run = desktop_watch, .watch = true },
-        { .name = "trial", .run = desktop_trial, .json = true, .trial = true },
-        { .name = "clear-alert", .run = desktop_clear_alert },
-        { .name = "define", .run = desktop_define_command, .define = true },
-        { .name = "undefine", .run = desktop_undefine_command },
+        {.name = "status", .run = desktop_status, .json = true},
+        {.name = "start", .run = desktop_start_command},
+        {.name = "stop", .run = desktop_stop, .stop = true},
+        {.name = "history", .run = desktop_history, .json = true},
+        {.name = "watch", .run = desktop_watch, .watch = true},
+        {.name = "trial", .run = desktop_trial, .json = true, .trial = true},
+        {.name = "clear-alert", .run = desktop_clear_alert},
+        {.name = "define", .run = desktop_define_command, .define = true},
+        {.name = "undefine", .run = desktop_undefine_command},
 };
 
 /* A positive number of seconds (or crashes), at most a day's worth. */
@@ -619,26 +621,26 @@ int verb_desktop(int argc, char *argv[]) {
                 ARG_KVM,
         };
         static const struct option options[] = {
-                { "uri", required_argument, NULL, ARG_URI },
-                { "name", required_argument, NULL, ARG_NAME },
-                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
-                { "catalog-dir", required_argument, NULL, ARG_CATALOG_DIR },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "max-crashes", required_argument, NULL, ARG_MAX_CRASHES },
-                { "window", required_argument, NULL, ARG_WINDOW },
-                { "boot-timeout", required_argument, NULL, ARG_BOOT_TIMEOUT },
-                { "stability", required_argument, NULL, ARG_STABILITY },
-                { "agent-timeout", required_argument, NULL, ARG_AGENT_TIMEOUT },
-                { "acpi-timeout", required_argument, NULL, ARG_ACPI_TIMEOUT },
-                { "system-disk", required_argument, NULL, ARG_SYSTEM_DISK },
-                { "data-disk", required_argument, NULL, ARG_DATA_DISK },
-                { "memory", required_argument, NULL, ARG_MEMORY },
-                { "vcpus", required_argument, NULL, ARG_VCPUS },
-                { "kernel", required_argument, NULL, ARG_KERNEL },
-                { "initrd", required_argument, NULL, ARG_INITRD },
-                { "cmdline", required_argument, NULL, ARG_CMDLINE },
-                { "kvm", no_argument, NULL, ARG_KVM },
-                { "help", no_argument, NULL, 'h' },
+                {"uri", required_argument, NULL, ARG_URI},
+                {"name", required_argument, NULL, ARG_NAME},
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"catalog-dir", required_argument, NULL, ARG_CATALOG_DIR},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"max-crashes", required_argument, NULL, ARG_MAX_CRASHES},
+                {"window", required_argument, NULL, ARG_WINDOW},
+                {"boot-timeout", required_argument, NULL, ARG_BOOT_TIMEOUT},
+                {"stability", required_argument, NULL, ARG_STABILITY},
+                {"agent-timeout", required_argument, NULL, ARG_AGENT_TIMEOUT},
+                {"acpi-timeout", required_argument, NULL, ARG_ACPI_TIMEOUT},
+                {"system-disk", required_argument, NULL, ARG_SYSTEM_DISK},
+                {"data-disk", required_argument, NULL, ARG_DATA_DISK},
+                {"memory", required_argument, NULL, ARG_MEMORY},
+                {"vcpus", required_argument, NULL, ARG_VCPUS},
+                {"kernel", required_argument, NULL, ARG_KERNEL},
+                {"initrd", required_argument, NULL, ARG_INITRD},
+                {"cmdline", required_argument, NULL, ARG_CMDLINE},
+                {"kvm", no_argument, NULL, ARG_KVM},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         DesktopArgs a = {
@@ -650,7 +652,7 @@ int verb_desktop(int argc, char *argv[]) {
                 .stability_sec = 120,
                 .agent_timeout_sec = 10,
                 .acpi_timeout_sec = 30,
-                .definition = { .memory_mib = 256, .vcpus = 1 },
+                .definition = {.memory_mib = 256, .vcpus = 1},
         };
         bool watch_opt = false, trial_opt = false, stop_opt = false, define_opt = false;
         const DesktopCommand *cmd = NULL;
@@ -772,9 +774,11 @@ int verb_desktop(int argc, char *argv[]) {
         else if (stop_opt && !cmd->stop)
                 option = "--agent-timeout or --acpi-timeout";
         else if (define_opt && !cmd->define)
-                option = "--system-disk, --data-disk, --memory, --vcpus, --kernel, --initrd, --cmdline or --kvm";
+                option = "--system-disk, --data-disk, --memory, --vcpus, --kernel, --initrd, --cmdline or "
+                         "--kvm";
         if (option) {
-                log_error("'oobctl desktop %s' does not take %s; see 'oobctl desktop --help'.", command, option);
+                log_error("'oobctl desktop %s' does not take %s; see 'oobctl desktop --help'.", command,
+                          option);
                 return OOBCTL_EXIT_USAGE;
         }
         if (cmd->define && !a.definition.system_disk) {

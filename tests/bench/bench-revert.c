@@ -52,10 +52,10 @@ typedef struct Bench {
 
 /* One round's phases, microseconds. */
 typedef struct Phases {
-        uint64_t total;                /* panic event -> STARTED event */
-        uint64_t teardown;             /* panic event -> no QEMU holds the disks */
-        uint64_t disk;                 /* -> desktop_start() called: catalog revert, domain disk swap */
-        uint64_t start;                /* desktop_start() */
+        uint64_t total;    /* panic event -> STARTED event */
+        uint64_t teardown; /* panic event -> no QEMU holds the disks */
+        uint64_t disk;     /* -> desktop_start() called: catalog revert, domain disk swap */
+        uint64_t start;    /* desktop_start() */
 } Phases;
 
 /* The guard's desktop steps are the real ones; the wrappers only note when
@@ -187,8 +187,8 @@ static int round_run(Bench *b, const char *catalog_dir, const char *state_dir, b
         guard_set_desktop_ops(b->guard, &timed_ops);
         b->crashed = b->restarted = b->timed_out = false;
         b->off_usec = b->start_begin_usec = b->start_end_usec = 0;
-        r = sd_event_add_time_relative(b->event, &timer, CLOCK_MONOTONIC, ROUND_TIMEOUT_SEC * USEC_PER_SEC, 0,
-                                       on_timeout, b);
+        r = sd_event_add_time_relative(b->event, &timer, CLOCK_MONOTONIC, ROUND_TIMEOUT_SEC * USEC_PER_SEC,
+                                       0, on_timeout, b);
         if (r >= 0)
                 r = desktop_start(b->desktop);
         /* sd_event_run(), not sd_event_loop(): an exited loop takes no new sources */
@@ -209,11 +209,11 @@ static int round_run(Bench *b, const char *catalog_dir, const char *state_dir, b
         if (r < 0)
                 return log_error_errno(r, "bench-revert: could not check the disks: %m");
         if (!streq(system, catalog_active(c)) || !streq(catalog_active_parent(c), revert ? "1" : "2"))
-                return log_error_errno(-EIO, "bench-revert: the desktop runs %s (catalog active %s on %s)", system,
-                                       catalog_active(c), catalog_active_parent(c));
+                return log_error_errno(-EIO, "bench-revert: the desktop runs %s (catalog active %s on %s)",
+                                       system, catalog_active(c), catalog_active_parent(c));
         if (b->off_usec == 0 || b->start_begin_usec < b->off_usec)
                 return log_error_errno(-EIO, "bench-revert: the guard's steps were not seen");
-        *ret = (Phases) {
+        *ret = (Phases){
                 .total = b->started_usec - b->crash_usec,
                 .teardown = b->off_usec - b->crash_usec,
                 .disk = b->start_begin_usec - b->off_usec,
@@ -226,9 +226,9 @@ static void print_round(uint64_t i, const Phases *rev, const Phases *plain) {
         fprintf(stderr,
                 "bench-revert: round %" PRIu64 ": revert %.1f ms (teardown %.1f, disk %.1f, start %.1f); "
                 "plain restart %.1f ms (teardown %.1f, start %.1f)\n",
-                i + 1, (double) rev->total / 1000.0, (double) rev->teardown / 1000.0, (double) rev->disk / 1000.0,
-                (double) rev->start / 1000.0, (double) plain->total / 1000.0, (double) plain->teardown / 1000.0,
-                (double) plain->start / 1000.0);
+                i + 1, (double) rev->total / 1000.0, (double) rev->teardown / 1000.0,
+                (double) rev->disk / 1000.0, (double) rev->start / 1000.0, (double) plain->total / 1000.0,
+                (double) plain->teardown / 1000.0, (double) plain->start / 1000.0);
 }
 
 static void print_summary(const Phases *rev, const Phases *plain, uint64_t rounds) {
@@ -253,15 +253,20 @@ static void print_summary(const Phases *rev, const Phases *plain, uint64_t round
 
 int main(int argc, char *argv[]) {
         static const struct option options[] = {
-                { "uri", required_argument, NULL, 'u' },   { "standin", required_argument, NULL, 's' },
-                { "good", required_argument, NULL, 'g' },  { "bad", required_argument, NULL, 'b' },
-                { "data", required_argument, NULL, 'd' },  { "work", required_argument, NULL, 'w' },
-                { "rounds", required_argument, NULL, 'r' }, { "name", required_argument, NULL, 'n' },
+                {"uri", required_argument, NULL, 'u'},
+                {"standin", required_argument, NULL, 's'},
+                {"good", required_argument, NULL, 'g'},
+                {"bad", required_argument, NULL, 'b'},
+                {"data", required_argument, NULL, 'd'},
+                {"work", required_argument, NULL, 'w'},
+                {"rounds", required_argument, NULL, 'r'},
+                {"name", required_argument, NULL, 'n'},
                 {},
         };
         const char *uri = NULL, *standin = NULL, *good = NULL, *bad = NULL, *data = NULL, *work = NULL;
         const char *name = "oob-bench-revert";
-        _cleanup_free_ char *catalog_dir = NULL, *state_dir = NULL, *kernel = NULL, *initrd = NULL, *cmd = NULL;
+        _cleanup_free_ char *catalog_dir = NULL, *state_dir = NULL, *kernel = NULL, *initrd = NULL,
+                            *cmd = NULL;
         _cleanup_free_ char *standin_abs = NULL, *data_abs = NULL, *work_abs = NULL;
         _cleanup_(catalog_freep) Catalog *c = NULL;
         Phases revert_p[ROUNDS_MAX], plain_p[ROUNDS_MAX];
@@ -272,13 +277,27 @@ int main(int argc, char *argv[]) {
 
         while ((opt = getopt_long(argc, argv, "", options, NULL)) >= 0)
                 switch (opt) {
-                case 'u': uri = optarg; break;
-                case 's': standin = optarg; break;
-                case 'g': good = optarg; break;
-                case 'b': bad = optarg; break;
-                case 'd': data = optarg; break;
-                case 'w': work = optarg; break;
-                case 'n': name = optarg; break;
+                case 'u':
+                        uri = optarg;
+                        break;
+                case 's':
+                        standin = optarg;
+                        break;
+                case 'g':
+                        good = optarg;
+                        break;
+                case 'b':
+                        bad = optarg;
+                        break;
+                case 'd':
+                        data = optarg;
+                        break;
+                case 'w':
+                        work = optarg;
+                        break;
+                case 'n':
+                        name = optarg;
+                        break;
                 case 'r':
                         if (safe_atou64(optarg, &rounds) < 0 || rounds == 0 || rounds > ROUNDS_MAX) {
                                 fprintf(stderr, "bench-revert: --rounds 1..%d\n", ROUNDS_MAX);
@@ -289,12 +308,13 @@ int main(int argc, char *argv[]) {
                         return 2;
                 }
         if (!uri || !standin || !good || !bad || !data || !work) {
-                fprintf(stderr, "Usage: bench-revert --uri URI --standin DIR --good GOOD.qcow2 --bad BAD.qcow2 "
-                                "--data DATA.qcow2 --work DIR [--rounds N] [--name NAME]\n");
+                fprintf(stderr,
+                        "Usage: bench-revert --uri URI --standin DIR --good GOOD.qcow2 --bad BAD.qcow2 "
+                        "--data DATA.qcow2 --work DIR [--rounds N] [--name NAME]\n");
                 return 2;
         }
         log_set_program("bench-revert");
-        log_set_max_level(LOG_LEVEL_CRIT);   /* the guard logs every crash and revert */
+        log_set_max_level(LOG_LEVEL_CRIT); /* the guard logs every crash and revert */
 
         /* libvirt wants absolute paths */
         standin_abs = realpath(standin, NULL);
@@ -350,7 +370,7 @@ int main(int argc, char *argv[]) {
                         .initrd = initrd,
                         .cmdline = "console=ttyS0 quiet",
                 };
-                DesktopOptions o = { .uri = uri, .name = name };
+                DesktopOptions o = {.uri = uri, .name = name};
 
                 r = desktop_define(uri, &def);
                 if (r < 0) {

@@ -25,8 +25,8 @@ static uint64_t now_real(void) {
 
 static struct {
         DesktopState state;
-        bool active;                   /* a QEMU holds the disks */
-        char calls[4096];              /* "state destroy disk start ..." */
+        bool active;      /* a QEMU holds the disks */
+        char calls[4096]; /* "state destroy disk start ..." */
         char disk[PATH_MAX];
         int start_error;
         unsigned starts;
@@ -86,7 +86,7 @@ static const GuardDesktopOps fake_ops = {
 /* ---- fixture: a catalog base(1) <- known-good(2) <- manual "bad" (3) <- active -- */
 
 static sd_event *event;
-static uint64_t clock_usec;            /* the events' time, advanced per crash */
+static uint64_t clock_usec; /* the events' time, advanced per crash */
 
 static const char *state_dir(void) {
         return tmp_path("state");
@@ -102,8 +102,8 @@ static void make_catalog(bool with_known_good) {
 
         SH_OK("qemu-img create -q -f qcow2 '%s' 1M", tmp_path("base.qcow2"));
         ck_assert_int_eq(catalog_create(catalog_dir(), tmp_path("base.qcow2"), &c), 0);
-        ck_assert_int_eq(catalog_snapshot(c, with_known_good ? SNAPSHOT_KNOWN_GOOD : SNAPSHOT_MANUAL, "good", NULL,
-                                          false, &id),
+        ck_assert_int_eq(catalog_snapshot(c, with_known_good ? SNAPSHOT_KNOWN_GOOD : SNAPSHOT_MANUAL, "good",
+                                          NULL, false, &id),
                          0);
         ck_assert_str_eq(id, "2");
         free(id);
@@ -156,14 +156,15 @@ static void crash(Guard *g, DesktopEventType type, uint64_t stop_code, unsigned 
         };
 
         if (type == DESKTOP_EVENT_CRASHED) {
-                ev.crash = (CrashInfo) { .hyperv = stop_code != 0, .stop_code = stop_code, .params = { 1, 2, 3, 4 } };
+                ev.crash = (CrashInfo){
+                        .hyperv = stop_code != 0, .stop_code = stop_code, .params = {1, 2, 3, 4}};
                 ev.crash.reason = strdup(stop_code ? "hyperv" : "pvpanic");
                 fake.state = DESKTOP_CRASHED;
                 fake.active = false;
         }
         fake.calls[0] = 0;
         guard_feed(g, &ev);
-        free(ev.crash.reason);   /* the guard keeps its own copy */
+        free(ev.crash.reason); /* the guard keeps its own copy */
         /* nothing happens inside the event handler */
         ck_assert_str_eq(fake.calls, "");
         run_loop();
@@ -183,7 +184,7 @@ static History history(void) {
 
 static void history_free(History *h) {
         crash_history_free(h->r, h->n);
-        *h = (History) {};
+        *h = (History){};
 }
 
 static const char *last_action(void) {
@@ -258,7 +259,7 @@ START_TEST(test_watchdog_resets_hung_desktop) {
         Guard *g = guard(3, 600);
         History h;
 
-        fake.state = DESKTOP_RUNNING;   /* hung, but running */
+        fake.state = DESKTOP_RUNNING; /* hung, but running */
         crash(g, DESKTOP_EVENT_WATCHDOG, 0, 1);
         ck_assert_str_eq(fake.calls, "destroy start");
         h = history();
@@ -273,10 +274,10 @@ START_TEST(test_watchdog_resets_hung_desktop) {
 END_TEST
 
 START_TEST(test_paused_after_panic_is_destroyed_first) {
-        DesktopEvent ev = { .type = DESKTOP_EVENT_CRASHED, .usec = now_real() };
+        DesktopEvent ev = {.type = DESKTOP_EVENT_CRASHED, .usec = now_real()};
         Guard *g = guard(3, 600);
 
-        fake.state = DESKTOP_CRASHED;  /* kept paused after the panic */
+        fake.state = DESKTOP_CRASHED; /* kept paused after the panic */
         guard_feed(g, &ev);
         run_loop();
         ck_assert_str_eq(fake.calls, "destroy start");
@@ -286,10 +287,10 @@ START_TEST(test_paused_after_panic_is_destroyed_first) {
 END_TEST
 
 START_TEST(test_running_after_panic_is_left_alone) {
-        DesktopEvent ev = { .type = DESKTOP_EVENT_CRASHED, .usec = now_real() };
+        DesktopEvent ev = {.type = DESKTOP_EVENT_CRASHED, .usec = now_real()};
         Guard *g = guard(3, 600);
 
-        fake.state = DESKTOP_RUNNING;  /* on_crash restart: the hypervisor did it */
+        fake.state = DESKTOP_RUNNING; /* on_crash restart: the hypervisor did it */
         guard_feed(g, &ev);
         run_loop();
         ck_assert_str_eq(fake.calls, "");
@@ -299,16 +300,16 @@ START_TEST(test_running_after_panic_is_left_alone) {
 END_TEST
 
 START_TEST(test_other_events_ignored) {
-        static const DesktopEventType types[] = { DESKTOP_EVENT_STARTED, DESKTOP_EVENT_STOPPED,
-                                                  DESKTOP_EVENT_REBOOTED, DESKTOP_EVENT_AGENT_CONNECTED,
-                                                  DESKTOP_EVENT_AGENT_DISCONNECTED };
+        static const DesktopEventType types[] = {DESKTOP_EVENT_STARTED, DESKTOP_EVENT_STOPPED,
+                                                 DESKTOP_EVENT_REBOOTED, DESKTOP_EVENT_AGENT_CONNECTED,
+                                                 DESKTOP_EVENT_AGENT_DISCONNECTED};
         Guard *g = guard(1, 600);
         History h;
 
         fake.state = DESKTOP_OFF;
         fake.active = false;
         for (size_t i = 0; i < ELEMENTSOF(types); i++) {
-                DesktopEvent ev = { .type = types[i], .usec = now_real() };
+                DesktopEvent ev = {.type = types[i], .usec = now_real()};
 
                 guard_feed(g, &ev);
                 run_loop();
@@ -409,7 +410,7 @@ START_TEST(test_alert_stops_a_crashed_desktop) {
         fake.calls[0] = 0;
         /* kept paused after the panic: the alert destroys it */
         {
-                DesktopEvent ev = { .type = DESKTOP_EVENT_CRASHED, .usec = (clock_usec += 5 * SEC) };
+                DesktopEvent ev = {.type = DESKTOP_EVENT_CRASHED, .usec = (clock_usec += 5 * SEC)};
 
                 fake.state = DESKTOP_CRASHED;
                 fake.active = true;
@@ -558,7 +559,8 @@ START_TEST(test_busy_catalog_raises_alert) {
         crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 1);
         c = catalog_free(c);
         /* a revert that cannot take the catalog is an alert, not a retry loop */
-        ck_assert_str_eq(last_action(), "alert: opening the snapshot catalog failed: Resource temporarily unavailable");
+        ck_assert_str_eq(last_action(),
+                         "alert: opening the snapshot catalog failed: Resource temporarily unavailable");
         ck_assert_str_eq(active_parent(), "3");
         ck_assert(alert_exists());
         guard_free(g);
@@ -572,7 +574,8 @@ START_TEST(test_failed_start_after_revert_raises_alert) {
         crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 1);
         ck_assert_str_eq(fake.calls, "disk start");
         ck_assert_str_eq(active_parent(), "2");
-        ck_assert_ptr_nonnull(strstr(last_action(), "alert: starting the desktop on the reverted disk failed"));
+        ck_assert_ptr_nonnull(
+                strstr(last_action(), "alert: starting the desktop on the reverted disk failed"));
         ck_assert(alert_exists());
         guard_free(g);
 }
@@ -580,8 +583,8 @@ END_TEST
 
 START_TEST(test_two_crashes_before_the_action) {
         DesktopEvent ev[2] = {
-                { .type = DESKTOP_EVENT_WATCHDOG, .usec = now_real() },
-                { .type = DESKTOP_EVENT_CRASHED, .usec = now_real() + 1 },
+                {.type = DESKTOP_EVENT_WATCHDOG, .usec = now_real()},
+                {.type = DESKTOP_EVENT_CRASHED, .usec = now_real() + 1},
         };
         Guard *g = guard(3, 600);
         History h;
@@ -609,7 +612,7 @@ static void history_setup(void) {
 }
 
 START_TEST(test_history_empty) {
-        History h = { .n = 99 };
+        History h = {.n = 99};
         TrialVerdict v;
         char *text = NULL;
 
@@ -628,7 +631,8 @@ START_TEST(test_history_golden) {
                 " {\"usec\": 1700000000123456, \"type\": \"crashed\", \"stop_code\": \"0x0000007E\",\n"
                 "  \"params\": [\"0xffffffffc0000005\", \"0x0\", \"0x1\", \"0xFFFFF80312345678\"],\n"
                 "  \"reason\": \"hyperv\", \"snapshot\": \"3\", \"action\": \"reverted to 2\"},\n"
-                " {\"usec\": 1700000001000000, \"type\": \"watchdog\", \"stop_code\": null, \"params\": null,\n"
+                " {\"usec\": 1700000001000000, \"type\": \"watchdog\", \"stop_code\": null, \"params\": "
+                "null,\n"
                 "  \"reason\": null, \"snapshot\": null, \"action\": \"restarted\"}],\n"
                 " \"last_trial\": {\"usec\": 5, \"result\": \"failed\", \"failure\": \"crash\",\n"
                 "  \"stop_code\": null, \"params\": null, \"reason\": \"pvpanic\", \"boot_usec\": 0}}\n";
@@ -664,11 +668,12 @@ START_TEST(test_history_golden) {
 END_TEST
 
 START_TEST(test_history_round_trip_and_cap) {
-        CrashRecord rec = { .type = DESKTOP_EVENT_CRASHED,
-                            .crash = { .hyperv = true, .stop_code = 0xc000021a, .params = { UINT64_MAX, 0, 1, 2 } },
-                            .snapshot = (char *) "7",
-                            .action = (char *) "restarted" };
-        TrialVerdict v = { .result = TRIAL_PASSED, .boot_usec = 4200000 }, w = {};
+        CrashRecord rec = {
+                .type = DESKTOP_EVENT_CRASHED,
+                .crash = {.hyperv = true, .stop_code = 0xc000021a, .params = {UINT64_MAX, 0, 1, 2}},
+                .snapshot = (char *) "7",
+                .action = (char *) "restarted"};
+        TrialVerdict v = {.result = TRIAL_PASSED, .boot_usec = 4200000}, w = {};
         History h;
         int64_t usec;
 
@@ -680,7 +685,7 @@ START_TEST(test_history_round_trip_and_cap) {
         }
         h = history();
         ck_assert_uint_eq(h.n, CRASH_HISTORY_MAX);
-        ck_assert_int_eq(h.r[0].usec, 1005);     /* the oldest five dropped */
+        ck_assert_int_eq(h.r[0].usec, 1005); /* the oldest five dropped */
         ck_assert_int_eq(h.r[h.n - 1].usec, 1000 + CRASH_HISTORY_MAX + 4);
         ck_assert_uint_eq(h.r[0].crash.params[0], UINT64_MAX);
         ck_assert_uint_eq(h.r[0].crash.stop_code, 0xc000021a);
@@ -692,7 +697,8 @@ START_TEST(test_history_round_trip_and_cap) {
         ck_assert_int_eq(w.result, TRIAL_PASSED);
         ck_assert_uint_eq(w.boot_usec, 4200000);
         trial_verdict_done(&w);
-        ck_assert_int_eq(sh("grep -q '\"stop_code\": \"0xc000021a\"' '%s'", tmp_path("state/history.json")), 0);
+        ck_assert_int_eq(sh("grep -q '\"stop_code\": \"0xc000021a\"' '%s'", tmp_path("state/history.json")),
+                         0);
 }
 END_TEST
 
@@ -707,12 +713,13 @@ START_TEST(test_history_bad_files) {
                 " \"params\": [\"0x0\", \"0x0\", \"0x0\", \"0x0\"]}]}",
                 "{\"version\": 1, \"crashes\": [{\"usec\": 1, \"type\": \"crashed\", \"stop_code\": \"0x1\","
                 " \"params\": [\"0x0\", \"0x0\", \"0x0\"]}]}",
-                "{\"version\": 1, \"crashes\": [{\"usec\": 1, \"type\": \"crashed\", \"stop_code\": \"0x11112222333344445\","
+                "{\"version\": 1, \"crashes\": [{\"usec\": 1, \"type\": \"crashed\", \"stop_code\": "
+                "\"0x11112222333344445\","
                 " \"params\": [\"0x0\", \"0x0\", \"0x0\", \"0x0\"]}]}",
                 "{\"version\": 1, \"crashes\": [{\"usec\": 1, \"type\": \"crashed\", \"snapshot\": 3}]}",
                 "{\"version\": 1, \"version\": 1, \"crashes\": []}",
         };
-        CrashRecord rec = { .usec = 42, .type = DESKTOP_EVENT_WATCHDOG };
+        CrashRecord rec = {.usec = 42, .type = DESKTOP_EVENT_WATCHDOG};
         History h = {};
         char *kept = NULL;
         size_t size;
@@ -720,7 +727,8 @@ START_TEST(test_history_bad_files) {
         ck_assert_int_eq(mkdir_p(state_dir(), 0755), 0);
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 write_host_file(tmp_path("state/history.json"), bad[i], strlen(bad[i]));
-                ck_assert_msg(crash_history_load(state_dir(), &h.r, &h.n) == -EPROTO, "accepted: %s", bad[i]);
+                ck_assert_msg(crash_history_load(state_dir(), &h.r, &h.n) == -EPROTO, "accepted: %s",
+                              bad[i]);
         }
         /* appending keeps the bad file as evidence and starts anew */
         ck_assert_int_eq(crash_history_append(state_dir(), &rec), 0);

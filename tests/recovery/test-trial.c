@@ -25,17 +25,17 @@ static uint64_t now_mono(void) {
 /* ---- the scripted agent ------------------------------------------------------ */
 
 typedef enum AgentMode {
-        AGENT_ABSENT,                  /* -ENOTCONN */
+        AGENT_ABSENT, /* -ENOTCONN */
         AGENT_ANSWERS,
-        AGENT_SILENT,                  /* -ETIMEDOUT */
+        AGENT_SILENT, /* -ETIMEDOUT */
 } AgentMode;
 
 typedef struct Agent {
         AgentMode mode;
         unsigned calls;
-        unsigned answer_after;         /* ABSENT for the first answer_after calls, then ANSWERS */
-        unsigned silent_from;          /* from this call on (1-based), silent; 0: never */
-        unsigned silent_count;         /* for this many calls; 0: for ever */
+        unsigned answer_after; /* ABSENT for the first answer_after calls, then ANSWERS */
+        unsigned silent_from;  /* from this call on (1-based), silent; 0: never */
+        unsigned silent_count; /* for this many calls; 0: for ever */
 } Agent;
 
 static int fake_ping(Desktop *d, unsigned timeout_sec, void *userdata) {
@@ -66,9 +66,9 @@ typedef struct Run {
         Trial *trial;
         Agent agent;
         TrialOptions options;
-        unsigned verdicts;             /* done() calls */
-        TrialVerdict verdict;          /* a copy of the first one */
-        uint64_t start, verdict_at;    /* CLOCK_MONOTONIC */
+        unsigned verdicts;          /* done() calls */
+        TrialVerdict verdict;       /* a copy of the first one */
+        uint64_t start, verdict_at; /* CLOCK_MONOTONIC */
         bool free_in_done;
 } Run;
 
@@ -87,7 +87,7 @@ static void on_done(Trial *t, const TrialVerdict *v, void *userdata) {
 }
 
 static void run_init(Run *run, uint64_t boot_timeout, uint64_t stability) {
-        *run = (Run) {};
+        *run = (Run){};
         ck_assert_int_ge(sd_event_new(&run->event), 0);
         trial_options_init(&run->options, 1, 1);
         run->options.boot_timeout_usec = boot_timeout;
@@ -132,7 +132,7 @@ typedef struct Scheduled {
         Run *run;
         DesktopEvent event;
         uint64_t fed_at;
-        TrialResult result_after;      /* trial's verdict right after trial_feed() returned */
+        TrialResult result_after; /* trial's verdict right after trial_feed() returned */
 } Scheduled;
 
 static int on_scheduled(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -146,9 +146,9 @@ static int on_scheduled(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void schedule(Run *run, Scheduled *sc, uint64_t after, DesktopEventType type) {
         sc->run = run;
-        sc->event = (DesktopEvent) { .type = type };
-        ck_assert_int_ge(sd_event_add_time(run->event, NULL, CLOCK_MONOTONIC, now_mono() + after, 1, on_scheduled,
-                                           sc),
+        sc->event = (DesktopEvent){.type = type};
+        ck_assert_int_ge(sd_event_add_time(run->event, NULL, CLOCK_MONOTONIC, now_mono() + after, 1,
+                                           on_scheduled, sc),
                          0);
 }
 
@@ -158,7 +158,7 @@ START_TEST(test_healthy_boot_passes) {
         Run run;
 
         run_init(&run, 2 * SEC, 300 * MSEC);
-        run.agent.answer_after = 3;    /* booting: three pings without an agent */
+        run.agent.answer_after = 3; /* booting: three pings without an agent */
         run_start(&run);
         run_loop(&run, 3 * SEC);
 
@@ -181,7 +181,7 @@ START_TEST(test_agent_connected_pings_at_once) {
         Run run;
 
         run_init(&run, 3 * SEC, 100 * MSEC);
-        run.options.ping_interval_usec = 10 * SEC;   /* only the first ping, at the start */
+        run.options.ping_interval_usec = 10 * SEC; /* only the first ping, at the start */
         run.agent.answer_after = 1;
         run_start(&run);
         schedule(&run, &sc, 150 * MSEC, DESKTOP_EVENT_AGENT_CONNECTED);
@@ -281,14 +281,14 @@ static void crash_at(uint64_t after, AgentMode mode, bool hyperv) {
         run.agent.mode = mode;
         run_start(&run);
         schedule(&run, &sc, after, DESKTOP_EVENT_CRASHED);
-        sc.event.crash = (CrashInfo) {
+        sc.event.crash = (CrashInfo){
                 .hyperv = hyperv,
                 .stop_code = 0x7e,
-                .params = { 0xffffffffc0000005ULL, 0xfffff80312345678ULL, 0x1, 0x2 },
+                .params = {0xffffffffc0000005ULL, 0xfffff80312345678ULL, 0x1, 0x2},
                 .reason = strdup("hyperv"),
         };
         run_loop(&run, 3 * SEC);
-        free(sc.event.crash.reason);   /* the verdict holds its own copy */
+        free(sc.event.crash.reason); /* the verdict holds its own copy */
 
         ck_assert_int_eq(sc.result_after, TRIAL_FAILED);
         ck_assert_uint_le(run.verdict_at - sc.fed_at, 5 * MSEC);
@@ -314,7 +314,8 @@ END_TEST
 
 START_TEST(test_crash_without_stop_code) {
         char *s = NULL;
-        TrialVerdict v = { .result = TRIAL_FAILED, .failure = TRIAL_FAILURE_CRASH, .crash.reason = (char *) "pvpanic" };
+        TrialVerdict v = {
+                .result = TRIAL_FAILED, .failure = TRIAL_FAILURE_CRASH, .crash.reason = (char *) "pvpanic"};
 
         crash_at(100 * MSEC, AGENT_ANSWERS, false);
         ck_assert_int_eq(trial_verdict_format(&v, &s), 0);
@@ -360,7 +361,7 @@ START_TEST(test_agent_stops_answering_is_hang) {
 
         run_init(&run, 2 * SEC, 2 * SEC);
         run.agent.mode = AGENT_ANSWERS;
-        run.agent.silent_from = 6;    /* answers 5 pings, then never again */
+        run.agent.silent_from = 6; /* answers 5 pings, then never again */
         run_start(&run);
         run_loop(&run, 3 * SEC);
 
@@ -379,7 +380,7 @@ START_TEST(test_a_few_missed_pings_are_tolerated) {
         run_init(&run, 2 * SEC, 400 * MSEC);
         run.agent.mode = AGENT_ANSWERS;
         run.agent.silent_from = 4;
-        run.agent.silent_count = 2;   /* two misses, then answers again */
+        run.agent.silent_count = 2; /* two misses, then answers again */
         run_start(&run);
         run_loop(&run, 3 * SEC);
 
@@ -413,7 +414,7 @@ START_TEST(test_window_end_then_silence_is_hang) {
 
         run_init(&run, 2 * SEC, 30 * MSEC);
         run.agent.mode = AGENT_ANSWERS;
-        run.agent.silent_from = 2;     /* silent from the 2nd ping on */
+        run.agent.silent_from = 2; /* silent from the 2nd ping on */
         run_start(&run);
         run_loop(&run, 3 * SEC);
 
@@ -458,7 +459,7 @@ START_TEST(test_done_may_free_from_timer) {
         run.agent.mode = AGENT_ANSWERS;
         run.agent.silent_from = 2;
         run_start(&run);
-        run_loop(&run, 2 * SEC);      /* the verdict from the ping timer */
+        run_loop(&run, 2 * SEC); /* the verdict from the ping timer */
         ck_assert_ptr_null(run.trial);
         ck_assert_int_eq(run.verdict.failure, TRIAL_FAILURE_HANG);
         run_done(&run);
@@ -488,7 +489,7 @@ START_TEST(test_bad_arguments) {
 
         ck_assert_int_ge(sd_event_new(&e), 0);
         trial_options_init(&o, 10, 10);
-        ck_assert_int_eq(trial_start_full(e, NULL, &o, NULL, NULL, &t), -EINVAL);  /* no desktop, no ping */
+        ck_assert_int_eq(trial_start_full(e, NULL, &o, NULL, NULL, &t), -EINVAL); /* no desktop, no ping */
         ck_assert_int_eq(trial_start(e, NULL, 10, 10, NULL, NULL, &t), -EINVAL);
         o.boot_timeout_usec = 0;
         o.ping = fake_ping;
@@ -512,17 +513,18 @@ START_TEST(test_strings) {
         ck_assert_int_eq(trial_failure_from_string("nonsense"), -EINVAL);
         ck_assert_int_eq(trial_result_from_string(NULL), -EINVAL);
 
-        v = (TrialVerdict) { .result = TRIAL_FAILED,
-                             .failure = TRIAL_FAILURE_CRASH,
-                             .crash = { .hyperv = true, .stop_code = 0xd1, .params = { 1, 2, 3, 0xfffff80000000000ULL } } };
+        v = (TrialVerdict){
+                .result = TRIAL_FAILED,
+                .failure = TRIAL_FAILURE_CRASH,
+                .crash = {.hyperv = true, .stop_code = 0xd1, .params = {1, 2, 3, 0xfffff80000000000ULL}}};
         ck_assert_int_eq(trial_verdict_format(&v, &s), 0);
         ck_assert_str_eq(s, "failed: crash, STOP code 0x000000d1 (0x1, 0x2, 0x3, 0xfffff80000000000)");
         free(s);
-        v = (TrialVerdict) { .result = TRIAL_PASSED, .boot_usec = 5250000 };
+        v = (TrialVerdict){.result = TRIAL_PASSED, .boot_usec = 5250000};
         ck_assert_int_eq(trial_verdict_format(&v, &s), 0);
         ck_assert_str_eq(s, "passed (agent answered 5.2 s after the start)");
         free(s);
-        v = (TrialVerdict) { .result = TRIAL_FAILED, .failure = TRIAL_FAILURE_HANG };
+        v = (TrialVerdict){.result = TRIAL_FAILED, .failure = TRIAL_FAILURE_HANG};
         ck_assert_int_eq(trial_verdict_format(&v, &s), 0);
         ck_assert_ptr_nonnull(strstr(s, "hang"));
         free(s);
