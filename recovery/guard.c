@@ -45,9 +45,11 @@
 #define PENDING_MAX 16
 #define REVERTED_PREFIX "reverted to "
 #define ALERT_PREFIX "alert"
+#define IGNORED_ACTION "none: alert raised"
 
 typedef enum GuardDecision {
         GUARD_NONE,
+        GUARD_IGNORE, /* an alert is raised: recorded, not counted, nothing done */
         GUARD_RESTART,
         GUARD_REVERT,
         GUARD_ALERT,
@@ -495,6 +497,9 @@ static void act(Guard *g, CrashRecord *c, GuardDecision decision) {
         case GUARD_NONE:
                 action = strdup("none");
                 break;
+        case GUARD_IGNORE:
+                action = strdup(IGNORED_ACTION);
+                break;
         case GUARD_RESTART:
                 r = do_restart(g, c, &action);
                 if (r < 0) {
@@ -548,7 +553,7 @@ static int on_defer(sd_event_source *s, void *userdata) {
 
                 if (alert_raised(g)) {
                         log_crash(g, c, 0);
-                        act(g, c, GUARD_NONE);
+                        act(g, c, GUARD_IGNORE);
                 } else if (superseded) {
                         /* Came in before a revert or an alert: not the state we have now. */
                         log_crash(g, c, 0);
@@ -619,6 +624,8 @@ static int load_state(Guard *g) {
                         new_epoch(g, g->reverted_usec);
                 } else if (a && strneq(a, ALERT_PREFIX, STRLEN(ALERT_PREFIX)))
                         new_epoch(g, (uint64_t) records[i].usec);
+                else if (a && streq(a, IGNORED_ACTION))
+                        continue; /* while the alert stood: not part of any count */
                 else if ((uint64_t) records[i].usec > g->epoch_usec &&
                          (uint64_t) records[i].usec + g->window_usec > now) {
                         r = count_crash(g, (uint64_t) records[i].usec, records[i].snapshot);

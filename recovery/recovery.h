@@ -263,8 +263,9 @@ int trial_verdict_load(const char *state_dir, TrialVerdict *ret, int64_t *ret_us
 
 /*
  * guard.c. Actions, as recorded in CrashRecord.action: "none" (the desktop
- * was running again, or an alert is pending), "restarted", "reverted to ID",
- * "alert: CAUSE", "failed: CAUSE".
+ * was running again, or another crash followed at once), "none: alert raised"
+ * (not counted), "restarted", "reverted to ID", "alert: CAUSE",
+ * "failed: CAUSE".
  *
  * The desktop steps the guard takes, a table so tests can run the policy
  * without libvirt (guard_new() uses the hv functions on its Desktop).

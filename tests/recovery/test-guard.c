@@ -396,7 +396,7 @@ START_TEST(test_known_good_loops_too_raises_alert) {
         crash(g, DESKTOP_EVENT_CRASHED, 0xef, 5);
         ck_assert_str_eq(fake.calls, "");
         ck_assert_uint_eq(fake.starts, starts);
-        ck_assert_str_eq(last_action(), "none");
+        ck_assert_str_eq(last_action(), "none: alert raised");
         ck_assert_str_eq(active_parent(), "2");
         guard_free(g);
 }
@@ -431,7 +431,7 @@ START_TEST(test_alert_clear_rearms) {
         crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
         ck_assert(alert_exists());
         crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
-        ck_assert_str_eq(last_action(), "none");
+        ck_assert_str_eq(last_action(), "none: alert raised");
 
         ck_assert_int_eq(guard_alert_clear(state_dir()), 0);
         ck_assert_int_eq(guard_alert_clear(state_dir()), 0);
@@ -446,6 +446,31 @@ START_TEST(test_alert_clear_rearms) {
          * the last revert was to 2 and 2 loops within the window: alert again */
         crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
         ck_assert_ptr_nonnull(strstr(last_action(), "alert: known-good snapshot 2"));
+        guard_free(g);
+}
+END_TEST
+
+/* Crashes recorded while the alert stood do not count once it is cleared,
+ * also for a guard started afresh from the history. */
+START_TEST(test_crashes_under_alert_not_counted) {
+        Guard *g = guard(2, 600);
+
+        crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
+        crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
+        ck_assert_str_eq(last_action(), "reverted to 2");
+        crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
+        crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
+        ck_assert(alert_exists());
+        for (unsigned i = 0; i < 3; i++)
+                crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
+        ck_assert_str_eq(last_action(), "none: alert raised");
+        g = guard_free(g);
+
+        ck_assert_int_eq(guard_alert_clear(state_dir()), 0);
+        g = guard(2, 600);
+        crash(g, DESKTOP_EVENT_CRASHED, 0x7e, 5);
+        ck_assert_str_eq(last_action(), "restarted");
+        ck_assert_str_eq(fake.calls, "start");
         guard_free(g);
 }
 END_TEST
@@ -760,6 +785,7 @@ static Suite *guard_suite(void) {
         tcase_add_test(tc, test_known_good_loops_too_raises_alert);
         tcase_add_test(tc, test_alert_stops_a_crashed_desktop);
         tcase_add_test(tc, test_alert_clear_rearms);
+        tcase_add_test(tc, test_crashes_under_alert_not_counted);
         tcase_add_test(tc, test_revert_long_ago_reverts_again);
         tcase_add_test(tc, test_window);
         tcase_add_test(tc, test_count_survives_guard_restart);
