@@ -13,14 +13,13 @@
  * parameters: QEMU sends them in GUEST_PANICKED's "info", which reaches
  * clients only through libvirt-qemu's monitor events (over remote
  * connections too), and libvirt writes them into the domain's log file as
- * "panic hyper-v: arg1='0x..', ..." (readable on the host only). So the
- * crash is reported from GUEST_PANICKED itself, parameters and all: libvirt
- * forwards it before it handles the panic (its "crashed" lifecycle event
- * follows, and is then not reported twice), which is also sooner. Without
- * monitor events (a connection not allowed to register them) the lifecycle
- * event reports it, with the last panic line of the domain log since the
- * domain started when that log is a file here. Xen has neither: a crash
- * without parameters.
+ * "panic hyper-v: arg1='0x..', ..." (readable on the host only). The monitor
+ * event comes first (libvirt forwards it before it handles the panic and
+ * queues its "crashed" lifecycle event), so its parameters are kept until
+ * libvirt's event reports the crash. Without monitor events (a connection
+ * not allowed to register them) the last panic line of the domain log since
+ * the domain started is read instead, when that log is a file here. Xen has
+ * neither: a crash without parameters.
  *
  * A lost connection (libvirtd restarted, keepalive failed) is reopened from
  * a timer with back-off; what was missed meanwhile is made up from the
@@ -130,8 +129,9 @@ struct Desktop {
 
         bool running; /* as the events said last */
         bool agent_connected;
-        bool crash_reported; /* CRASHED sent from GUEST_PANICKED, libvirt's own to come */
-        bool panicked;       /* this boot ended in a panic (until the next start or reset) */
+        bool have_panic; /* GUEST_PANICKED seen, libvirt's "crashed" to come */
+        CrashInfo panic;
+        bool panicked; /* this boot ended in a panic (until the next start or reset) */
 
         ShutdownJob *shutdown;
         sd_event_source *reconnect;
@@ -1113,6 +1113,7 @@ static void connection_detach(Desktop *d) {
 static void desktop_free(Desktop *d) {
         connection_detach(d);
         d->reconnect = sd_event_source_disable_unref(d->reconnect);
+        crash_info_done(&d->panic);
         free(d->uri);
         free(d->name);
         free(d);
@@ -1154,8 +1155,8 @@ static void set_agent_connected(Desktop *d, bool connected) {
         desktop_emit(d, connected ? DESKTOP_EVENT_AGENT_CONNECTED : DESKTOP_EVENT_AGENT_DISCONNECTED, NULL);
 }
 
-/* The parameters of a crash libvirt reported without a GUEST_PANICKED
- * before it: from the domain log when it is a file here, else none. */
+/* The parameters of the crash libvirt reports: from the GUEST_PANICKED
+ * before it, else from the domain log when it is a file here, else none. */
 static void crash_info_for_event(Desktop *d, int detail, CrashInfo *ret) {
         _cleanup_free_ char *path = NULL, *text = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -1164,6 +1165,12 @@ static void crash_info_for_event(Desktop *d, int detail, CrashInfo *ret) {
         ssize_t n;
         off_t size;
 
+        if (d->have_panic) {
+                *ret = d->panic;
+                d->panic = (CrashInfo){};
+                d->have_panic = false;
+                return;
+        }
         uri = virConnectGetURI(d->conn);
         if (uri && (streq(uri, "qemu:///system") || strneq(uri, "qemu+unix:///system", 19)) &&
             asprintf(&path, "/var/log/libvirt/qemu/%s.log", d->name) >= 0) {
@@ -1194,7 +1201,8 @@ static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int de
         switch (event) {
         case VIR_DOMAIN_EVENT_STARTED:
                 d->running = true;
-                d->crash_reported = d->panicked = false;
+                d->panicked = d->have_panic = false;
+                crash_info_done(&d->panic);
                 d->agent_connected = false;
                 desktop_emit(d, DESKTOP_EVENT_STARTED, NULL);
                 break;
@@ -1207,11 +1215,6 @@ static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int de
                 desktop_unref(d);
                 break;
         case VIR_DOMAIN_EVENT_CRASHED:
-                if (d->crash_reported) {
-                        /* Already reported, with QEMU's details, from GUEST_PANICKED. */
-                        d->crash_reported = false;
-                        break;
-                }
                 crash_info_for_event(d, detail, &crash);
                 d->panicked = true;
                 desktop_emit(d, DESKTOP_EVENT_CRASHED, &crash);
@@ -1226,7 +1229,8 @@ static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int de
 static void on_reboot(virConnectPtr conn, virDomainPtr dom, void *userdata) {
         Desktop *d = userdata;
 
-        d->crash_reported = d->panicked = false;
+        d->panicked = d->have_panic = false;
+        crash_info_done(&d->panic);
         desktop_emit(d, DESKTOP_EVENT_REBOOTED, NULL);
 }
 
@@ -1251,13 +1255,19 @@ static void on_monitor_event(virConnectPtr conn, virDomainPtr dom, const char *e
                 log_debug_errno(r, "desktop %s: unreadable GUEST_PANICKED details: %m", d->name);
                 return;
         }
-        /* Reported now, not when libvirtd gets to it: its "crashed" event
-         * waits for a worker thread and the domain's job (measured: up to
-         * 0.7 s on a loaded host), this one comes straight from the monitor.
-         * QEMU pauses the guest at the first panic, so there is one per crash. */
-        d->crash_reported = d->panicked = true;
-        desktop_emit(d, DESKTOP_EVENT_CRASHED, &c);
-        crash_info_done(&c);
+        /* Kept for libvirt's "crashed" event, which follows: reporting the
+         * crash from here would be sooner, but a caller destroying the
+         * desktop at once would pre-empt libvirt's own handling of the panic
+         * (no crashed event, no panic line in the domain log, no on_crash).
+         * QEMU pauses the guest at the first panic: one per crash, but
+         * should both devices report, the Hyper-V one wins. */
+        if (d->have_panic && d->panic.hyperv && !c.hyperv) {
+                crash_info_done(&c);
+                return;
+        }
+        crash_info_done(&d->panic);
+        d->panic = c;
+        d->have_panic = true;
 }
 
 static void on_connection_closed(virConnectPtr conn, int reason, void *userdata) {
@@ -1368,8 +1378,8 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata) {
         /* Make up for what was missed: the state now, not the story. */
         desktop_ref(d);
         if (d->running && !running) {
-                if (!d->crash_reported && virDomainGetState(d->dom, &state, &reason, 0) >= 0 &&
-                    state == VIR_DOMAIN_SHUTOFF && reason == VIR_DOMAIN_SHUTOFF_CRASHED) {
+                if (virDomainGetState(d->dom, &state, &reason, 0) >= 0 && state == VIR_DOMAIN_SHUTOFF &&
+                    reason == VIR_DOMAIN_SHUTOFF_CRASHED) {
                         CrashInfo crash = {};
 
                         crash_info_for_event(d, VIR_DOMAIN_EVENT_CRASHED_PANICKED, &crash);

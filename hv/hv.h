@@ -362,12 +362,11 @@ void crash_info_done(CrashInfo *c);
  * What callers of the functions above see (domain helper):
  *   - A panic gives one CRASHED, then STOPPED: the template's on_crash
  *     destroy powers the domain off and the system disk is free.
- *     desktop_state() says "crashed" from the CRASHED event on (QEMU paused
- *     the guest; libvirt may say "running" for a moment more) until the next
- *     start or reset, also when the caller destroyed it. CRASHED comes from
- *     QEMU's GUEST_PANICKED event (libvirt-qemu monitor events) with the
- *     Hyper-V parameters, else from libvirt's crashed event (parameters then
- *     from libvirt's domain log, on the host only); a pvpanic crash has
+ *     desktop_state() says "crashed" from the CRASHED event on until the
+ *     next start or reset, also when the caller destroyed it. CRASHED is
+ *     libvirt's crashed event, with the Hyper-V parameters from QEMU's
+ *     GUEST_PANICKED event before it (libvirt-qemu monitor events), else
+ *     from libvirt's domain log (on the host only); a pvpanic crash has
  *     reason "pvpanic" and no parameters. crash.reason is valid during the
  *     handler call only.
  *   - WATCHDOG leaves the desktop running (the template's action none): the
