@@ -149,6 +149,18 @@ static int verify_payload(const char *dir, const TxPayload *p, ChildResult *c) {
         return 0;
 }
 
+/* Test hook: OOB_TEST_APPLY_STALL=SECONDS (secure_getenv) makes the child
+ * wait that long after the actions were written to the staging overlay and
+ * before it is flushed and handed back, so that the kill tests can SIGKILL
+ * oobd while an apply is under way. Nothing happens unless it is set. */
+static void test_stall(void) {
+        const char *e = secure_getenv("OOB_TEST_APPLY_STALL");
+        uint64_t sec;
+
+        if (e && safe_atou64(e, &sec) >= 0 && sec > 0 && sec <= 3600)
+                (void) sleep((unsigned) sec);
+}
+
 static int child_apply(const WorkerRequest *req, ChildResult *c) {
         _cleanup_(offline_disk_closep) OfflineDisk *d = NULL;
         _cleanup_(ntfs_volume_closep) NtfsVolume *v = NULL;
@@ -223,6 +235,7 @@ static int child_apply(const WorkerRequest *req, ChildResult *c) {
         /* Unmount (libntfs-3g writes its caches back), then make qemu-nbd
          * write everything to the overlay file before it is promoted. */
         v = ntfs_volume_close(v);
+        test_stall();
         r = offline_disk_flush(d);
         if (r < 0)
                 return child_fail(c, r, "flush the staging overlay");

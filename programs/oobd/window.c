@@ -47,7 +47,9 @@
  * oobd SIGKILL itself right after it has written that state, before acting
  * on it, the first time in this process: the state boundaries of the kill
  * tests. recovery/catalog.c's crash points use the same variable with
- * other names ("promote-renamed", ...).
+ * other names ("promote-renamed", ...). OOB_TEST_APPLY_STALL=SECONDS holds
+ * the apply worker after it wrote the staging overlay (apply-worker.c), to
+ * kill oobd in the middle of an apply.
  */
 
 #include <dirent.h>
@@ -90,6 +92,7 @@ typedef struct Window {
         Catalog *catalog; /* open while a staging overlay exists */
         Worker *worker;
         Trial *trial;
+        bool trial_boot_seen; /* the STARTED event of the trial's boot arrived */
         bool shutting_down;   /* desktop_shutdown() under way */
         bool retained_off;    /* retention done while the desktop was off (snapshotted) */
         bool retained_commit; /* retention done at the commit */
@@ -1417,6 +1420,7 @@ static void act_trial(Window *w) {
                 trial_failed(w);
                 return;
         }
+        w->trial_boot_seen = false;
         r = trial_start(w->m->event, d, w->tx->boot_timeout_sec, w->tx->stability_sec, on_verdict, w,
                         &w->trial);
         if (r < 0) {
@@ -1916,8 +1920,21 @@ static void window_free(Job *j) {
 static void window_desktop_event(Job *j, const DesktopEvent *ev) {
         Window *w = j->userdata;
 
-        if (w && w->trial)
-                trial_feed(w->trial, ev);
+        if (!w || !w->trial)
+                return;
+        /* libvirt delivers events from the loop, later than the calls that
+         * caused them: the "stopped" of the destroy or shutdown before this
+         * boot may come after the trial began. Everything before the boot's
+         * own "started" belongs to an earlier run of the domain. */
+        if (!w->trial_boot_seen) {
+                if (ev->type != DESKTOP_EVENT_STARTED) {
+                        log_debug("Trial: ignoring a %s event from before the trial boot started.",
+                                  desktop_event_type_to_string(ev->type));
+                        return;
+                }
+                w->trial_boot_seen = true;
+        }
+        trial_feed(w->trial, ev);
 }
 
 const JobDriver window_driver = {

@@ -70,7 +70,7 @@ json() { node -e "const d=JSON.parse(require('fs').readFileSync(process.argv[1],
 ctl() { "$OOBCTL" "$@" --bus-address "$OOBD_BUS"; }
 virt() { virsh -q -c "$LIBVIRT_URI" "$@"; }
 tx() { json "$OOBD_STATE/transaction.json" "$1"; }
-reports_with_key() { grep -c "\"key\":\"$1\"" "$REPORTS_STORE" 2>/dev/null || true; }
+reports_with_key() { if [ -s "$REPORTS_STORE" ]; then grep -c "\"key\":\"$1\"" "$REPORTS_STORE" || true; else echo 0; fi; }
 domain_disk() { virt domblklist "$DOMAIN" | awk '$1 == "vda" {print $2}'; }
 
 # Every qcow2 file in the catalog directory is one the catalog names (the
