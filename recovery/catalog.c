@@ -900,7 +900,10 @@ static int catalog_lock(const char *dir, bool create, char **ret_dir, int *ret_f
         int r;
 
         if (create) {
-                r = mkdir_p(dir, 0700);
+                /* 0711: the hypervisor's QEMU (user libvirt-qemu) must be able to
+                 * reach the layers it opens; listing the directory stays ours.
+                 * libvirt sets the image files' own ownership. */
+                r = mkdir_p(dir, 0711);
                 if (r < 0)
                         return r;
         }

@@ -235,15 +235,10 @@ agent_answers() { virt qemu-agent-command "$name" '{"execute":"guest-ping"}' --t
 catalog_active() { "$oobctl" snapshot --dir "$1" list --json >"$tmp/list.json" && json "$tmp/list.json" d.active; }
 catalog_parent() { json "$tmp/list.json" d.active_parent; }
 
-# The catalog makes its directory 0700; libvirt's QEMU runs as another user
-# (libvirt-qemu) and relabels the image files, not their directory.
-qemu_may_enter() { chmod 711 "$1"; }
-
 # A crash loop: the known-good snapshot 1 has no crashing driver; the
 # active disk on it does (the crashing disk's contents, written by qemu-img).
 rm -rf "$tmp/state"
 "$oobctl" snapshot --dir "$tmp/cat" init "$tmp/good.qcow2" >/dev/null
-qemu_may_enter "$tmp/cat"
 "$oobctl" snapshot --dir "$tmp/cat" known-good 1
 active=$(catalog_active "$tmp/cat")
 qemu-img convert -n -f qcow2 -O qcow2 "$tmp/crash.qcow2" "$active"
@@ -273,7 +268,6 @@ ok "crash loop reverted to known-good and booted healthy; user-data disk identic
 # The known-good state crash-loops as well: an alert, the desktop left off.
 rm -rf "$tmp/state"
 "$oobctl" snapshot --dir "$tmp/cat2" init "$tmp/crash.qcow2" >/dev/null
-qemu_may_enter "$tmp/cat2"
 "$oobctl" snapshot --dir "$tmp/cat2" known-good 1
 active=$(catalog_active "$tmp/cat2")
 define "$active" 10

@@ -245,7 +245,14 @@ START_TEST(test_create) {
         const Snapshot *s;
         size_t n;
 
+        mode_t old_umask = umask(022);
+        struct stat st;
+
         ck_assert_int_eq(catalog_create(cat_dir(), base, &c), 0);
+        umask(old_umask);
+        /* QEMU runs as another user (libvirt-qemu) and must reach the layers. */
+        ck_assert_int_eq(stat(cat_dir(), &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0711);
         ck_assert_int_eq(catalog_list(c, &s, &n), 0);
         ck_assert_uint_eq(n, 1);
         ck_assert_str_eq(s[0].id, "1");
