@@ -192,7 +192,7 @@ int guard_alert_read(const char *state_dir, char **ret_text);
 
 /* -- added by the guard helper (trial.c, guard.c, history.c) ------------------ */
 
-/* Journal MESSAGE_IDs (listed with their explanation in recovery/oob.catalog). */
+/* Journal MESSAGE_IDs (listed with their explanation in mgmt-vm-rootfs/oob.catalog). */
 #define OOB_MESSAGE_DESKTOP_CRASHED "a12ad3b928fe46b6996984a6ec45b875"   /* a crash or watchdog event */
 #define OOB_MESSAGE_GUARD_REVERTED "26c8940fdc844a8fb5c9f4e0e9890bdb"    /* crash loop: reverted to known-good */
 #define OOB_MESSAGE_GUARD_ALERT "6fba3d099b4d405bbfcc31acfd83c63d"       /* crash loop not fixed: helpdesk alert */
