@@ -47,6 +47,9 @@ LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   += $(shell pkg-config --libs $(PKGS))
 
 .DELETE_ON_ERROR:
+# Program objects are reached only through $$(%_OBJS): without this make
+# would treat them as intermediate, delete them and rebuild them every time.
+.SECONDARY:
 .SECONDEXPANSION:
 .PHONY: all check unit asan integration install clean demo bench fuzz
 
