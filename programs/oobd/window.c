@@ -166,6 +166,31 @@ static void crash_point(TxState s) {
         (void) raise(SIGKILL);
 }
 
+/* The errno vocabulary of lib/lib.h in words, for reasons read by people
+ * (the report, the journal): strerror() says "Stale file handle". */
+static const char *cause(int r) {
+        switch (r) {
+        case -EBADMSG:
+                return "bad signature, hash or length";
+        case -EKEYREJECTED:
+                return "key not trusted for that role";
+        case -EKEYEXPIRED:
+                return "expired (a freeze attack, or the repository is not kept fresh)";
+        case -ESTALE:
+                return "older than the version trusted already (a rollback attack)";
+        case -EFBIG:
+                return "larger than allowed";
+        case -EPROTO:
+                return "malformed";
+        case -ETIMEDOUT:
+                return "too slow or over the deadline";
+        case -ERANGE:
+                return "the server does not resume downloads";
+        default:
+                return strerror(-r);
+        }
+}
+
 static int on_next(sd_event_source *s, void *userdata) {
         Window *w = userdata;
 
@@ -269,8 +294,10 @@ static int desktop_off(Window *w) {
         return desktop_destroy(d);
 }
 
-/* Start the desktop on the catalog's active overlay, unless it runs. */
-static int start_desktop(Window *w) {
+/* Start the desktop on the catalog's active overlay, unless it runs. The
+ * catalog is c when the caller holds it open (its lock is exclusive), else
+ * w->catalog, else opened here. */
+static int start_desktop(Window *w, Catalog *held) {
         _cleanup_(catalog_freep) Catalog *c = NULL;
         Desktop *d;
         bool running = false;
@@ -284,8 +311,8 @@ static int start_desktop(Window *w) {
                 return r;
         if (running)
                 return 0;
-        if (w->catalog)
-                r = sync_system_disk(w, w->catalog);
+        if (held || w->catalog)
+                r = sync_system_disk(w, held ?: w->catalog);
         else {
                 r = open_catalog(w, &c);
                 if (r < 0)
@@ -486,7 +513,7 @@ static void window_abort(Window *w, TxState where, const char *format, ...) {
                     w->tx->reason);
 
         if (w->tx->desktop_was_running && !w->shutting_down) {
-                r = start_desktop(w);
+                r = start_desktop(w, NULL);
                 if (r < 0)
                         log_error_errno(r, "Cannot start desktop %s again after the stopped window: %m",
                                         cfg(w)->desktop_name);
@@ -558,16 +585,16 @@ static int load_candidate(Window *w, const char *path, Candidate *ret) {
 
         r = tuf_client_find_target(w->tuf, path, &t);
         if (r < 0)
-                return log_warning_errno(r, "Manifest %s: %s: %m", path,
-                                         tuf_client_error_context(w->tuf) ?: "not found");
+                return log_warning_errno(r, "Manifest %s: %s: %s", path,
+                                         tuf_client_error_context(w->tuf) ?: "not found", cause(r));
         if (t->length > MANIFEST_SIZE_MAX)
                 return log_warning_errno(-EFBIG,
                                          "Manifest %s: %" PRIu64 " bytes, more than a manifest may be", path,
                                          t->length);
         r = tuf_client_fetch_target(w->tuf, t, &text, &size);
         if (r < 0)
-                return log_warning_errno(r, "Manifest %s: %s: %m", path,
-                                         tuf_client_error_context(w->tuf) ?: "download");
+                return log_warning_errno(r, "Manifest %s: %s: %s", path,
+                                         tuf_client_error_context(w->tuf) ?: "download", cause(r));
         /* Verified: parse. */
         r = patch_manifest_parse(text, size, &m, &error);
         if (r < 0)
@@ -748,7 +775,7 @@ static void act_select(Window *w) {
         r = list_manifest_paths(w, &paths);
         if (r < 0) {
                 window_abort(w, TX_REFRESHING, "cannot list the manifests: %s: %s",
-                             tuf_client_error_context(w->tuf) ?: "search", strerror(-r));
+                             tuf_client_error_context(w->tuf) ?: "search", cause(r));
                 return;
         }
 
@@ -851,7 +878,7 @@ static void on_refreshed(TufClient *c, int error, void *userdata) {
 
         if (error < 0) {
                 window_abort(w, TX_REFRESHING, "TUF refresh failed: %s: %s",
-                             tuf_client_error_context(c) ?: "metadata", strerror(-error));
+                             tuf_client_error_context(c) ?: "metadata", cause(error));
                 return;
         }
         if (w->job->cancel_requested) {
@@ -936,7 +963,7 @@ static void act_download(Window *w) {
                 window_abort(w, TX_DOWNLOADING, "payload %s: %s: %s", p->path,
                              r == -ESTALE ? "changed in the repository during the window"
                                           : tuf_client_error_context(w->tuf) ?: "not listed",
-                             strerror(-r));
+                             r == -ESTALE ? "the signed length or hashes differ" : cause(r));
                 return;
         }
         r = tuf_client_download_target_async(w->tuf, w->m->event, f, cfg(w)->payload_dir,
@@ -961,7 +988,7 @@ static void on_downloaded(TufClient *c, int error, void *userdata) {
                                 log_info("Removed %s: the file system is full.", partial);
                 }
                 window_abort(w, TX_DOWNLOADING, "payload %s: %s: %s", p->path,
-                             tuf_client_error_context(c) ?: "download", strerror(-error));
+                             tuf_client_error_context(c) ?: "download", cause(error));
                 return;
         }
         log_info("Transaction %s: payload %s verified.", w->tx->id, p->path);
@@ -1411,7 +1438,7 @@ static void act_trial(Window *w) {
                      w->tx->attempts, w->tx->boot_timeout_sec, w->tx->stability_sec);
         r = get_desktop(w, &d);
         if (r >= 0)
-                r = start_desktop(w);
+                r = start_desktop(w, NULL);
         if (r < 0) {
                 tx_clear_failure(w->tx);
                 (void) transaction_set_failure(w->tx, TX_TRIAL,
@@ -1548,24 +1575,27 @@ static int write_alert(Window *w, const char *cause, const char *kept) {
 /* The revert to P failed: keep (or go to) the last known-good snapshot,
  * raise the alert, end "failed". Never tried again: failed is terminal. */
 static void rollback_failed(Window *w, Catalog *c, const char *cause) {
-        _cleanup_free_ char *reason = NULL, *kept = NULL;
-        const Snapshot *good = c ? catalog_last_known_good(c) : NULL;
+        _cleanup_free_ char *reason = NULL, *kept = NULL, *good = NULL;
+        const Snapshot *s = c ? catalog_last_known_good(c) : NULL;
         int r = -ENOENT;
 
-        if (good && !streq_ptr(good->id, w->tx->patched_snapshot) &&
-            !streq_ptr(good->id, w->tx->pre_patch_snapshot)) {
-                r = catalog_revert(c, good->id, /* running= */ false);
+        /* A copy: a revert replaces the catalog's list under s. */
+        if (s)
+                good = strdup(s->id);
+        if (good && !streq_ptr(good, w->tx->patched_snapshot) &&
+            !streq_ptr(good, w->tx->pre_patch_snapshot)) {
+                r = catalog_revert(c, good, /* running= */ false);
                 if (r >= 0)
                         r = sync_system_disk(w, c);
                 if (r >= 0) {
-                        kept = strdup(good->id);
-                        r = start_desktop(w);
+                        kept = TAKE_PTR(good);
+                        r = start_desktop(w, c);
                         if (r < 0)
                                 log_error_errno(r, "Cannot start desktop %s on snapshot %s: %m",
-                                                cfg(w)->desktop_name, good->id);
+                                                cfg(w)->desktop_name, kept);
                 } else
                         log_error_errno(r, "Cannot revert to the last known-good snapshot %s either: %m",
-                                        good->id);
+                                        good);
         }
         if (!kept && c && catalog_active_parent(c))
                 kept = strdup(catalog_active_parent(c));
@@ -1645,7 +1675,7 @@ static void act_rollback(Window *w) {
         w->tx->result_snapshot = strdup(w->tx->pre_patch_snapshot);
         c = catalog_free(c);
 
-        r = start_desktop(w);
+        r = start_desktop(w, NULL);
         if (r < 0)
                 log_error_errno(r, "Cannot start desktop %s on the pre-patch snapshot %s: %m",
                                 cfg(w)->desktop_name, w->tx->pre_patch_snapshot);
