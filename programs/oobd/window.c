@@ -398,37 +398,37 @@ static void check_finish(Window *w, JobOutcome o, const char *summary) {
                       });
 }
 
-static void queue_report(Window *w) {
+/* Queue t's report (terminal) in the outbox and record that in the file.
+ * Failures leave it pending: the next start queues it. */
+static int queue_report(Manager *m, Transaction *t) {
         _cleanup_free_ char *json = NULL, *key = NULL;
         Outbox *o;
         int r;
 
-        if (w->tx->report != TX_REPORT_PENDING)
-                return;
-        r = manager_get_outbox(w->m, &o);
+        if (t->report != TX_REPORT_PENDING)
+                return 0;
+        r = manager_get_outbox(m, &o);
         if (r == -ENOENT) {
-                w->tx->report = TX_REPORT_NONE; /* no [reports] url */
+                t->report = TX_REPORT_NONE; /* no [reports] url */
         } else {
                 if (r >= 0)
-                        r = transaction_report_json(w->tx, cfg(w)->device_id, &json);
+                        r = transaction_report_json(t, m->config.device_id, &json);
                 if (r >= 0)
-                        r = transaction_report_key(w->tx, &key);
+                        r = transaction_report_key(t, &key);
                 if (r >= 0)
                         r = outbox_queue(o, key, json);
-                if (r < 0) {
-                        /* It stays pending in the file: the next start queues it. */
-                        log_error_errno(r, "Transaction %s: cannot queue the report: %m", w->tx->id);
-                        return;
-                }
-                w->tx->report = TX_REPORT_QUEUED;
-                log_info("Transaction %s: report %s queued for %s.", w->tx->id, key, cfg(w)->reports_url);
+                if (r < 0)
+                        return log_error_errno(r, "Transaction %s: cannot queue the report: %m", t->id);
+                t->report = TX_REPORT_QUEUED;
+                log_info("Transaction %s: report %s queued for %s.", t->id, key, m->config.reports_url);
         }
-        r = transaction_save(cfg(w)->state_dir, w->tx);
+        r = transaction_save(m->config.state_dir, t);
         if (r < 0)
                 log_error_errno(r,
                                 "Transaction %s: cannot record that the report is queued (it may be queued "
                                 "again; the server's dedup takes care of that): %m",
-                                w->tx->id);
+                                t->id);
+        return 0;
 }
 
 /* Terminal: report, then end the job. */
@@ -438,7 +438,7 @@ static void act_finish(Window *w) {
         int r = 0;
 
         job_progress(w->job, JOB_STEP_REPORT, 100, "%s", transaction_outcome(t));
-        queue_report(w);
+        (void) queue_report(w->m, w->tx);
 
         switch (t->state) {
         case TX_COMMITTED:
@@ -1872,8 +1872,15 @@ static int window_start(Job *j) {
         r = load_transaction(m, &t);
         if (r < 0 && r != -ENOENT && r != -EPROTO)
                 return log_error_errno(r, "Cannot read %s/" TRANSACTION_FILE ": %m", m->config.state_dir);
-        if (r >= 0 && transaction_resume_rule(t) == TX_RESUME_NONE)
-                t = transaction_free(t); /* the last one is over */
+        if (r >= 0) {
+                TxResume rule = transaction_resume_rule(t);
+
+                /* The last one is over; a report it could not queue then goes now. */
+                if (rule == TX_RESUME_REPORT && j->kind != JOB_RESUME)
+                        (void) queue_report(m, t);
+                if (rule == TX_RESUME_NONE || (rule == TX_RESUME_REPORT && j->kind != JOB_RESUME))
+                        t = transaction_free(t);
+        }
 
         if (j->kind == JOB_RESUME) {
                 if (!t || !streq(t->id, j->id))

@@ -10,6 +10,8 @@
 #     no snapshot taken; exit 1;
 #   - rolled-back metadata (the server hands out an older timestamp than
 #     the one oobd trusts): the same;
+#   - Cancel() during a (bandwidth-limited) download: exit 6, aborted and
+#     "cancelled" in the file and the report, the partial file kept;
 #   - no space while downloading (payload-dir on a 2 MiB tmpfs, an 8 MiB
 #     payload): aborted at the download, the partial file removed, the
 #     catalog untouched;
@@ -168,6 +170,31 @@ mv "$REPO_DIR/public/metadata/timestamp.json.tmp" "$REPO_DIR/public/metadata/tim
 expect_aborted refreshing "rollback"
 "$OOB_REPO" --repo "$REPO_DIR" refresh >/dev/null 2>&1 || fail "oob-repo refresh"
 ok "rolled-back metadata: aborted at the refresh (a rollback attack), reported, nothing applied (exit 1)"
+
+# ---- cancelled while downloading --------------------------------------------------------
+publish 2026-08-cancel $((4 * 1024 * 1024))
+cp "$CONFIG" "$w/oobd.conf.orig"
+set_config window bandwidth-limit 256K
+start_oobd
+partial="$OOBD_STATE/payloads/payloads%2F2026-08-cancel.tar.partial"
+timeout 60 "$OOBCTL" update now --wait --bus-address "$OOBD_BUS" >"$w/out" 2>&1 &
+waiter=$!
+wait_for 30 "the download to begin" bash -c "[ \$(stat -c %s '$partial' 2>/dev/null || echo 0) -ge 262144 ]"
+busctl --address="$OOBD_BUS" call org.oob.Manager1 /org/oob/Manager1 org.oob.Manager1 Cancel >/dev/null ||
+	fail "Cancel"
+rc=0
+wait "$waiter" || rc=$?
+[ $rc -eq 6 ] || { cat "$w/out" >&2; fail "cancel: update now --wait: exit $rc, expected 6"; }
+id=$(tx 'd.id')
+[ "$(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')" = "aborted true downloading cancelled" ] ||
+	fail "cancel: the file says $(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')"
+[ -s "$partial" ] || fail "cancel: the partial download was not kept for the next window"
+wait_for 30 "the report of $id" grep -q "\"key\":\"$id-aborted\"" "$REPORTS_STORE"
+[ "$(grep "\"key\":\"$id-aborted\"" "$REPORTS_STORE" | json /dev/stdin 'd.report.cancelled + " " + d.report.outcome')" = "true aborted" ] ||
+	fail "cancel: the report does not say cancelled"
+unpublish 2026-08-cancel
+cp "$w/oobd.conf.orig" "$CONFIG"
+ok "Cancel() during the download: cancelled (exit 6), nothing changed, the partial file kept to resume, reported"
 
 # ---- no space while downloading ---------------------------------------------------------
 mkdir -p "$w/small-payloads"

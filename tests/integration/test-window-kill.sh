@@ -34,6 +34,9 @@
 #      catalog not yet written: OOB_TEST_CRASH_AT=promote-renamed): the
 #      rename is undone by the catalog at open, the apply runs once more;
 #      committed, the payload's file in the volume is the signed one.
+#   F. SIGTERM while the trial boots: oobd stops at a safe point, which is
+#      after the rollback (the desktop started on P), then exits; the patch
+#      is not refused (it was not its fault).
 #   The user-data disk is byte-identical at the end.
 #
 # Needs root (the system libvirtd). About two minutes: five TCG boots.
@@ -311,6 +314,29 @@ cmp -s <(ntfscat "$w/win.raw" ProgramData/Big/big.bin) "$w/patches/2026-07-big/t
 [ "$(ntfscat "$w/win.raw" oob-marker.txt)" = "patched with 2026-07-big" ] || fail "E: the marker is not the patch's"
 rm -f "$w/win.raw"
 ok "E: the file in the committed snapshot is byte for byte the signed payload's"
+
+# ---- F: SIGTERM during the trial: a safe point is the rollback ----------------------------------
+make_patch 2026-09-term 1 "ProgramData/Term/term.txt"
+start_oobd ""
+ctl update now >/dev/null 2>&1 || true
+wait_for 120 "the trial boot to begin" bash -c \
+	"[ \"\$(node -e 'console.log(JSON.parse(require(\"fs\").readFileSync(\"$OOBD_STATE/transaction.json\")).state)')\" = trial ] &&
+	 [ \"\$(virsh -q -c '$LIBVIRT_URI' domstate '$DOMAIN')\" = running ]"
+id=$(tx 'd.id')
+p=$(tx 'd.pre_patch_snapshot')
+kill -TERM "$OOBD_PID"
+wait_dead "after SIGTERM" 60
+grep -q "Stopping (Terminated): asking update $id to stop at a safe point first" "$OOBD_LOG" || fail "F: no safe stop"
+[ "$(tx 'd.state + " " + d.cancelled + " " + d.report')" = "rolled-back true queued" ] ||
+	fail "F: the file says $(tx 'd.state + " " + d.cancelled + " " + d.report')"
+[ "$(json "$CATALOG_DIR/catalog.json" 'd.active_parent')" = "$p" ] || fail "F: the active disk does not build on P"
+[ "$(virt domstate "$DOMAIN")" = running ] || fail "F: the desktop was not started again on P"
+start_oobd ""
+check_catalog "F/end"
+rc=0
+ctl update check >/dev/null 2>&1 || rc=$?
+[ $rc -eq 0 ] || fail "F: a cancelled patch must stay available (update check: exit $rc)"
+ok "F: SIGTERM during the trial: rolled back to P $p and started, then oobd exited; the patch stays available"
 
 [ "$(sha256sum "$DATA_DISK" | cut -d' ' -f1)" = "$DATA_SHA256" ] || fail "the user-data disk changed"
 ok "the user-data disk is byte-identical"
