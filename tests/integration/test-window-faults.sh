@@ -140,7 +140,6 @@ rm -f "$w.err"
 set -a
 . "$w/world.env"
 set +a
-chmod 0755 "$CATALOG_DIR"
 # The base is a state the desktop booted healthy on: the last known-good.
 "$OOBCTL" snapshot --dir "$CATALOG_DIR" known-good 1 >/dev/null
 OOBD_PID=$(cat "$w/oobd.pid")
@@ -216,7 +215,6 @@ mkdir -p "$small"
 mount -t tmpfs -o size=4m,mode=0755 oob-test "$small"
 mounts+=("$small")
 "$OOBCTL" snapshot --dir "$small/system" init "$BASE_DISK" >/dev/null 2>&1 || fail "a catalog on the small file system"
-chmod 0755 "$small/system"
 before=$(digest "$small/system/$(json "$small/system/catalog.json" 'd.active')")
 set_config paths catalog-dir "$small/system"
 start_oobd

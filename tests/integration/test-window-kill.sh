@@ -168,7 +168,6 @@ rm -f "$w.err"
 set -a
 . "$w/world.env"
 set +a
-chmod 0755 "$CATALOG_DIR"
 ok "the world is up in $(($(date +%s) - start)) s"
 
 # ---- A: every state boundary of a window that commits -----------------------------------
