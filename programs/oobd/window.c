@@ -67,6 +67,10 @@
 #define MANIFEST_PATTERN "manifests/*.yaml"
 #define MANIFEST_PROBE "manifests/oob-window-probe.yaml"
 #define ALERT_FILE "alert.json"
+#define CATALOG_LOCK_TRIES 50U
+#define CATALOG_LOCK_WAIT_USEC 100000U
+/* A rollback waiting for libvirt tries again this often. */
+#define ROLLBACK_RETRY_USEC (15U * 1000000U)
 
 typedef struct Candidate {
         PatchManifest *manifest;
@@ -97,7 +101,9 @@ typedef struct Window {
         bool retained_off;    /* retention done while the desktop was off (snapshotted) */
         bool retained_commit; /* retention done at the commit */
 
-        sd_event_source *next; /* runs window_step() from the loop */
+        sd_event_source *next;  /* runs window_step() from the loop */
+        sd_event_source *retry; /* a rollback waiting for libvirt */
+        bool retry_logged;
         bool finished;
 } Window;
 
@@ -259,7 +265,15 @@ static int open_catalog(Window *w, Catalog **ret) {
         unsigned repairs = 0;
         int r;
 
-        r = catalog_open(cfg(w)->catalog_dir, ret, &repairs);
+        /* Another holder of the lock (oobctl snapshot list, the guard) is
+         * done in milliseconds: wait a little (blocking, bounded to 5 s)
+         * rather than give up a step for it. */
+        for (unsigned i = 0;; i++) {
+                r = catalog_open(cfg(w)->catalog_dir, ret, &repairs);
+                if (r != -EAGAIN || i >= CATALOG_LOCK_TRIES)
+                        break;
+                (void) usleep(CATALOG_LOCK_WAIT_USEC);
+        }
         if (r >= 0 && repairs > 0)
                 log_notice("%s: repaired the catalog from the files on disk (%u fix%s).",
                            cfg(w)->catalog_dir, repairs, repairs == 1 ? "" : "es");
@@ -355,6 +369,7 @@ static JobOutcome outcome_of(const Window *w) {
 /* Stop everything in flight (the job is over, or about to be). */
 static void window_release(Window *w) {
         w->next = sd_event_source_disable_unref(w->next);
+        w->retry = sd_event_source_disable_unref(w->retry);
         w->tuf = tuf_client_free(w->tuf);
         w->worker = worker_free(w->worker);
         w->trial = trial_free(w->trial);
@@ -1627,6 +1642,46 @@ static void rollback_failed(Window *w, Catalog *c, const char *cause) {
         act_finish(w);
 }
 
+/* libvirt cannot be reached (not up yet after a reboot of the management
+ * VM, a lost connection): nothing is wrong with the disk. */
+static bool unreachable(int r) {
+        return r == -ECONNREFUSED || r == -ENOTCONN || r == -ECONNRESET || r == -EHOSTUNREACH ||
+               r == -EPIPE || r == -ETIMEDOUT;
+}
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Window *w = userdata;
+
+        w->retry = sd_event_source_disable_unref(w->retry);
+        schedule(w);
+        return 0;
+}
+
+/* The rollback cannot reach the desktop: not a failed rollback, the same
+ * again later (the state stays rolling-back, also across restarts). A
+ * daemon that is stopping leaves it to its next start. */
+static void rollback_later(Window *w, int r) {
+        int k;
+
+        if (w->job->stopping) {
+                window_fail_unpersisted(w, r, "reach the desktop to roll back");
+                return;
+        }
+        if (!w->retry_logged)
+                log_warning_errno(
+                        r,
+                        "Transaction %s: cannot reach desktop %s to roll back (%m); trying again every "
+                        "%u s.",
+                        w->tx->id, cfg(w)->desktop_name, ROLLBACK_RETRY_USEC / 1000000U);
+        w->retry_logged = true;
+        job_progress(w->job, JOB_STEP_ROLLBACK, 0, "waiting for desktop %s: %s", cfg(w)->desktop_name,
+                     strerror(-r));
+        k = sd_event_add_time_relative(w->m->event, &w->retry, CLOCK_MONOTONIC, ROLLBACK_RETRY_USEC,
+                                       1000000U, on_retry, w);
+        if (k < 0)
+                window_fail_unpersisted(w, k, "wait for the desktop");
+}
+
 static void act_rollback(Window *w) {
         _cleanup_(catalog_freep) Catalog *c = NULL;
         _cleanup_(installed_done) Installed installed = {};
@@ -1643,7 +1698,13 @@ static void act_rollback(Window *w) {
         job_progress(w->job, JOB_STEP_ROLLBACK, 0, "back to the pre-patch snapshot %s",
                      w->tx->pre_patch_snapshot);
 
+        if (w->retry)
+                return; /* waiting for libvirt */
         r = desktop_off(w);
+        if (r < 0 && unreachable(r)) {
+                rollback_later(w, r);
+                return;
+        }
         if (r < 0) {
                 (void) asprintf(&cause, "cannot stop the desktop: %s", strerror(-r));
                 rollback_failed(w, NULL, cause ?: "cannot stop the desktop");
@@ -1656,10 +1717,20 @@ static void act_rollback(Window *w) {
                 return;
         }
         r = catalog_revert(c, w->tx->pre_patch_snapshot, /* running= */ false);
-        if (r >= 0)
-                r = sync_system_disk(w, c);
         if (r < 0) {
                 (void) asprintf(&cause, "%s", strerror(-r));
+                rollback_failed(w, c, cause ?: "error");
+                return;
+        }
+        r = sync_system_disk(w, c);
+        if (r < 0 && unreachable(r)) {
+                /* Reverted, but the domain still names the old overlay:
+                 * again later (a new revert to P is as good). */
+                rollback_later(w, r);
+                return;
+        }
+        if (r < 0) {
+                (void) asprintf(&cause, "cannot point the desktop at the reverted disk: %s", strerror(-r));
                 rollback_failed(w, c, cause ?: "error");
                 return;
         }
