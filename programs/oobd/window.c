@@ -280,6 +280,14 @@ static int open_catalog(Window *w, Catalog **ret) {
         return r;
 }
 
+/* alert.json (the guard's, or a failed rollback's) stands: the desktop is
+ * left as it is for the helpdesk, and no window starts. */
+static bool alert_raised(Manager *m) {
+        _cleanup_free_ char *path = path_join(m->config.state_dir, ALERT_FILE);
+
+        return path && access(path, F_OK) == 0;
+}
+
 /* Point the domain's system disk at the catalog's active overlay (each
  * snapshot, revert and promote makes a new one). The desktop must be off. */
 static int sync_system_disk(Window *w, Catalog *c) {
@@ -527,7 +535,7 @@ static void window_abort(Window *w, TxState where, const char *format, ...) {
         log_warning("Transaction %s: stopped in state %s: %s", w->tx->id, tx_state_to_string(where),
                     w->tx->reason);
 
-        if (w->tx->desktop_was_running && !w->shutting_down) {
+        if (w->tx->desktop_was_running && !w->shutting_down && !alert_raised(w->m)) {
                 r = start_desktop(w, NULL);
                 if (r < 0)
                         log_error_errno(r, "Cannot start desktop %s again after the stopped window: %m",
@@ -1816,6 +1824,13 @@ static void window_step(Window *w) {
                 w->resume = _TX_RESUME_INVALID;
                 switch (resume) {
                 case TX_RESUME_RESTART:
+                        if (alert_raised(w->m)) {
+                                window_abort(
+                                        w, w->tx->state,
+                                        "an alert is raised for this desktop: no patch window until the "
+                                        "helpdesk clears it");
+                                return;
+                        }
                         if (!enter_or_stop(w, TX_REFRESHING))
                                 return;
                         act_refresh(w);
@@ -1909,12 +1924,6 @@ static int window_pending(Manager *m, char **ret_id) {
                 return -ENOMEM;
         *ret_id = id;
         return 1;
-}
-
-static bool alert_raised(Manager *m) {
-        _cleanup_free_ char *path = path_join(m->config.state_dir, ALERT_FILE);
-
-        return path && access(path, F_OK) == 0;
 }
 
 static int window_start(Job *j) {
