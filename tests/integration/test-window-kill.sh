@@ -337,6 +337,13 @@ ctl update check >/dev/null 2>&1 || rc=$?
 [ $rc -eq 0 ] || fail "F: a cancelled patch must stay available (update check: exit $rc)"
 ok "F: SIGTERM during the trial: rolled back to P $p and started, then oobd exited; the patch stays available"
 
+# Retention ran while the desktop was off (default keep-snapshots = 5): of
+# the snapshots these windows took, at most the newest five are left.
+n=$(json "$CATALOG_DIR/catalog.json" 'd.snapshots.filter(s => s.parent !== null).length')
+[ "$n" -le 5 ] || fail "retention: $n snapshots besides the base: $("$OOBCTL" snapshot --dir "$CATALOG_DIR" list 2>&1)"
+check_catalog "retention"
+ok "retention: $n snapshots besides the base are kept (keep-snapshots = 5), the chain whole"
+
 [ "$(sha256sum "$DATA_DISK" | cut -d' ' -f1)" = "$DATA_SHA256" ] || fail "the user-data disk changed"
 ok "the user-data disk is byte-identical"
 echo "test-window-kill: all passed in $(($(date +%s) - start)) s"
