@@ -7,7 +7,8 @@
 #
 #   - expired metadata (a timestamp that expired a second after it was
 #     signed): the window stops at the refresh, "aborted", nothing applied,
-#     no snapshot taken; exit 1;
+#     no snapshot taken; exit 1; again, killed right after writing
+#     "aborted": the restart sends the report, once;
 #   - rolled-back metadata (the server hands out an older timestamp than
 #     the one oobd trusts): the same;
 #   - Cancel() during a (bandwidth-limited) download: exit 6, aborted and
@@ -24,8 +25,9 @@
 #     ran: its qcow2 header names a version qemu does not know): the disk
 #     is reverted to the last known-good snapshot instead and the desktop
 #     boots it, an alert is raised (alert.json), the report says "failed";
-#     a restart does not try again (no loop) and no new window starts while
-#     the alert stands; exit 1.
+#     killed right after writing "failed", the restart only sends the
+#     report; a restart does not try again (no loop) and no new window
+#     starts while the alert stands; exit 1.
 #
 # Needs root (the system libvirtd, tmpfs mounts). About 45 s: two TCG boots.
 set -euo pipefail
@@ -153,6 +155,16 @@ expires=$(node -e 'console.log(Date.parse(JSON.parse(require("fs").readFileSync(
 	"$REPO_DIR/public/metadata/timestamp.json")
 wait_for 5 "the timestamp to expire" node -e "process.exit(Date.now() > $expires ? 0 : 1)"
 expect_aborted refreshing expired
+# Killed right after writing "aborted", the restart queues the report, once.
+start_oobd OOB_TEST_CRASH_AT=aborted
+ctl update now >/dev/null 2>&1 || true
+wait_for 30 "oobd to stop at aborted" bash -c "! kill -0 $OOBD_PID"
+id=$(tx 'd.id')
+[ "$(tx 'd.state + " " + d.report')" = "aborted pending" ] || fail "expired/kill: the file says $(tx 'd.state + " " + d.report')"
+start_oobd
+wait_for 30 "the report of $id" grep -q "\"key\":\"$id-aborted\"" "$REPORTS_STORE"
+[ "$(grep -c "\"key\":\"$id-aborted\"" "$REPORTS_STORE")" = 1 ] || fail "expired/kill: the report is stored more than once"
+[ "$(tx 'd.report')" = queued ] || fail "expired/kill: the report is not recorded as queued"
 # (the expiry given is kept for later versions: set it back)
 "$OOB_REPO" --repo "$REPO_DIR" refresh --timestamp-expiry 1d >/dev/null 2>&1 || fail "oob-repo refresh"
 ok "expired metadata: aborted at the refresh with the TUF error, reported, nothing applied (exit 1)"
@@ -279,9 +291,11 @@ p=$(tx 'd.pre_patch_snapshot')
 # The pre-patch layer is damaged: a qcow2 version no qemu knows.
 printf '\x00\x00\x00\x63' | dd of="$CATALOG_DIR/layer-$p.qcow2" bs=1 seek=4 conv=notrunc status=none
 console_before=$(wc -c 2>/dev/null <"$CONSOLE_LOG" || echo 0)
+# Killed right after writing "failed": the restart only queues the report.
+start_oobd OOB_TEST_CRASH_AT=failed
+wait_for 120 "oobd to stop at failed" bash -c "! kill -0 $OOBD_PID"
+[ "$(tx 'd.state + " " + d.report')" = "failed pending" ] || fail "rollback: the file says $(tx 'd.state + " " + d.report')"
 start_oobd
-wait_for 120 "the transaction to end" bash -c \
-	"[ \"\$(node -e 'console.log(JSON.parse(require(\"fs\").readFileSync(\"$OOBD_STATE/transaction.json\")).state)')\" = failed ]"
 [ "$(tx 'd.alert')" = true ] || fail "rollback: no alert in the transaction"
 tx 'd.failure.reason' | grep -q "the rollback to snapshot $p failed" || fail "rollback: reason '$(tx 'd.failure.reason')'"
 [ -s "$OOBD_STATE/alert.json" ] || fail "rollback: no alert.json"
