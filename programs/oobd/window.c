@@ -535,6 +535,28 @@ static void window_abort(Window *w, TxState where, const char *format, ...) {
         log_warning("Transaction %s: stopped in state %s: %s", w->tx->id, tx_state_to_string(where),
                     w->tx->reason);
 
+        /* After the pre-patch snapshot the active disk is a fresh overlay on
+         * P, or (killed after a promote, before "applied" was written, and
+         * the apply again failed) the patch that was never judged: a new
+         * overlay on P is the old disk in both cases. */
+        if (w->tx->pre_patch_snapshot && (w->tx->state == TX_SNAPSHOTTED || w->tx->state == TX_APPLYING)) {
+                _cleanup_(catalog_freep) Catalog *c = NULL;
+
+                r = open_catalog(w, &c);
+                if (r >= 0 && streq_ptr(catalog_active_parent(c), w->tx->pre_patch_snapshot))
+                        r = catalog_revert(c, w->tx->pre_patch_snapshot, /* running= */ false);
+                if (r >= 0)
+                        r = sync_system_disk(w, c);
+                if (r < 0)
+                        log_error_errno(r,
+                                        "Transaction %s: cannot make sure the active disk is the pre-patch "
+                                        "snapshot %s again: %m",
+                                        w->tx->id, w->tx->pre_patch_snapshot);
+                free(w->tx->result_snapshot);
+                w->tx->result_snapshot =
+                        c && catalog_active_parent(c) ? strdup(catalog_active_parent(c)) : NULL;
+        }
+
         if (w->tx->desktop_was_running && !w->shutting_down && !alert_raised(w->m)) {
                 r = start_desktop(w, NULL);
                 if (r < 0)

@@ -19,6 +19,9 @@
 #   - no space while applying (the catalog on a 4 MiB tmpfs, so the staging
 #     overlay cannot take a 16 MiB file): aborted at the apply, the stage
 #     discarded, the active disk's contents the same as before the window;
+#   - killed right after the promote (before "applied" was written), and
+#     the apply failing when resumed (its payload gone): the patch that was
+#     never judged does not stay, the active disk is the old one again;
 #   - a rollback that cannot reach libvirt (a wrong URI after a restart):
 #     it waits and tries again, no alert; with libvirt back it finishes;
 #   - a rollback that fails (the pre-patch layer damaged while the trial
@@ -248,6 +251,31 @@ start_oobd
 wait_for 10 "nobody to use $small" bash -c "! fuser -m '$small'"
 umount "$small"
 ok "no space while applying: aborted, the stage discarded, the active disk's contents unchanged (exit 1)"
+
+# ---- killed after the promote, and the apply fails when resumed ---------------------------
+publish 2026-08-promoted $((64 * 1024))
+start_oobd OOB_TEST_CRASH_AT=promote-committed
+ctl update now >/dev/null 2>&1 || true
+wait_for 60 "oobd to stop inside the promote" bash -c "! kill -0 $OOBD_PID"
+id=$(tx 'd.id')
+p=$(tx 'd.pre_patch_snapshot')
+[ "$(tx 'd.state')" = applying ] || fail "promoted: the file says $(tx 'd.state')"
+old=$(digest "$CATALOG_DIR/layer-$p.qcow2")
+[ "$(digest "$CATALOG_DIR/$(json "$CATALOG_DIR/catalog.json" 'd.active')")" != "$old" ] ||
+	fail "promoted: the active disk does not have the patch (the crash point did not fire after the promote)"
+# The payload is gone: applying again fails (verifying it).
+rm -f "$OOBD_STATE/payloads/payloads%2F2026-08-promoted.tar"
+start_oobd
+wait_for 60 "the transaction to end" bash -c \
+	"[ \"\$(node -e 'console.log(JSON.parse(require(\"fs\").readFileSync(\"$OOBD_STATE/transaction.json\")).state)')\" = aborted ]"
+[ "$(tx 'd.failure.state')" = applying ] && tx 'd.failure.reason' | grep -q "verify payload" ||
+	fail "promoted: $(tx 'd.failure')"
+[ "$(json "$CATALOG_DIR/catalog.json" 'd.active_parent')" = "$p" ] || fail "promoted: the active disk does not build on P"
+[ "$(digest "$CATALOG_DIR/$(json "$CATALOG_DIR/catalog.json" 'd.active')")" = "$old" ] ||
+	fail "promoted: the patch that was never judged is still the active disk"
+wait_for 30 "the report of $id" grep -q "\"key\":\"$id-aborted\"" "$REPORTS_STORE"
+unpublish 2026-08-promoted
+ok "killed after the promote, the apply failing when resumed: the old disk again (a new overlay on P), reported aborted"
 
 # ---- a rollback that cannot reach libvirt waits for it -------------------------------------
 # A patch of its own that crashes the stand-in (the world's bad one is for
