@@ -49,29 +49,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() {
-	echo "FAIL: $*" >&2
-	[ -f "${OOBD_LOG:-/nonexistent}" ] && tail -n 30 "$OOBD_LOG" | sed 's/^/  oobd.log: /' >&2
-	exit 1
-}
-ok() { echo "ok: $*"; }
-# wait_for SECONDS WHAT COMMAND...: poll until COMMAND succeeds, bounded.
-wait_for() {
-	local limit=$1 what=$2 i
-	shift 2
-	for ((i = 0; i < limit * 10; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "timed out after ${limit} s waiting for $what"
-}
-# jq-like: json FILE EXPRESSION (d is the document)
-json() { node -e "const d=JSON.parse(require('fs').readFileSync(process.argv[1],'utf8')); const v=($2); console.log(typeof v === 'object' ? JSON.stringify(v) : v)" "$1"; }
-ctl() { "$OOBCTL" "$@" --bus-address "$OOBD_BUS"; }
-virt() { virsh -q -c "$LIBVIRT_URI" "$@"; }
-tx() { json "$OOBD_STATE/transaction.json" "$1"; }
-reports_with_key() { if [ -s "$REPORTS_STORE" ]; then grep -c "\"key\":\"$1\"" "$REPORTS_STORE" || true; else echo 0; fi; }
-domain_disk() { virt domblklist "$DOMAIN" | awk '$1 == "vda" {print $2}'; }
+. tests/integration/window-lib.sh
 
 # Every qcow2 file in the catalog directory is one the catalog names (the
 # active overlay or a layer); the domain boots the active overlay, whose

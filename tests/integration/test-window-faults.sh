@@ -64,26 +64,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() {
-	echo "FAIL: $*" >&2
-	[ -f "${OOBD_LOG:-/nonexistent}" ] && tail -n 30 "$OOBD_LOG" | sed 's/^/  oobd.log: /' >&2
-	exit 1
-}
-ok() { echo "ok: $*"; }
-wait_for() {
-	local limit=$1 what=$2 i
-	shift 2
-	for ((i = 0; i < limit * 20; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	fail "timed out after ${limit} s waiting for $what"
-}
-json() { node -e "const d=JSON.parse(require('fs').readFileSync(process.argv[1],'utf8')); const v=($2); console.log(typeof v === 'object' ? JSON.stringify(v) : v)" "$1"; }
-ctl() { "$OOBCTL" "$@" --bus-address "$OOBD_BUS"; }
-virt() { virsh -q -c "$LIBVIRT_URI" "$@"; }
-tx() { json "$OOBD_STATE/transaction.json" "$1"; }
-domain_disk() { virt domblklist "$DOMAIN" | awk '$1 == "vda" {print $2}'; }
+. tests/integration/window-lib.sh
 # What a guest would read from the whole active disk.
 digest() { qemu-img convert -U -O raw "$1" "$w/digest.raw" && sha256sum <"$w/digest.raw" | cut -c1-64 && rm -f "$w/digest.raw"; }
 

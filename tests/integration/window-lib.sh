@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Helpers shared by the patch window's integration tests (test-window-*.sh),
+# sourced after `eval "$(scripts/world up ...)"` has set the world's
+# variables (OOBCTL, OOBD_BUS, OOBD_LOG, OOBD_STATE, LIBVIRT_URI, DOMAIN,
+# REPORTS_STORE). Not a test itself: run-tests only runs test-*.sh.
+
+# fail MESSAGE: say it, show the end of oobd's log, stop the test.
+fail() {
+	echo "FAIL: $*" >&2
+	[ -f "${OOBD_LOG:-/nonexistent}" ] && tail -n 40 "$OOBD_LOG" | sed 's/^/  oobd.log: /' >&2
+	exit 1
+}
+ok() { echo "ok: $*"; }
+
+# wait_for SECONDS WHAT COMMAND...: poll until COMMAND succeeds, bounded.
+wait_for() {
+	local limit=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < limit * 20; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	fail "timed out after ${limit} s waiting for $what"
+}
+
+# jq-like: json FILE EXPRESSION (d is the document)
+json() { node -e "const d=JSON.parse(require('fs').readFileSync(process.argv[1],'utf8')); const v=($2); console.log(typeof v === 'object' ? JSON.stringify(v) : v)" "$1"; }
+ctl() { "$OOBCTL" "$@" --bus-address "$OOBD_BUS"; }
+virt() { virsh -q -c "$LIBVIRT_URI" "$@"; }
+# tx EXPRESSION: a field of oobd's persisted transaction
+tx() { json "$OOBD_STATE/transaction.json" "$1"; }
+# reports_with_key PREFIX: how many stored reports have a key starting with PREFIX
+reports_with_key() { if [ -s "$REPORTS_STORE" ]; then grep -c "\"key\":\"$1" "$REPORTS_STORE" || true; else echo 0; fi; }
+domain_disk() { virt domblklist "$DOMAIN" | awk '$1 == "vda" {print $2}'; }
+alive() { kill -0 "$1" 2>/dev/null; }
