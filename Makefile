@@ -138,6 +138,11 @@ $(BUILD)/bench/%: tests/bench/%.c $(ROOM_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(ROOM_LIB) $(LDLIBS)
 
+# The idle-memory reference links libvirt alone (what it measures).
+$(BUILD)/bench/bench-idle-ref: tests/bench/bench-idle-ref.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $$(pkg-config --cflags libvirt) $(LDFLAGS) -o $@ $< $$(pkg-config --libs libvirt)
+
 # libFuzzer targets: tests/fuzz/fuzz-*.c, each linked with the production rooms.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
 fuzz:
