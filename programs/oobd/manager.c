@@ -19,6 +19,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-id128.h>
@@ -128,6 +129,9 @@ static void manager_reap_job(Manager *m) {
 
         m->job = job_free(m->job);
         m->job_reaper = sd_event_source_disable_unref(m->job_reaper);
+        /* A window leaves a heap grown by its metadata and transfers; oobd
+         * idles for a day after it: give the free pages back. */
+        (void) malloc_trim(0);
         if (m->stopping) {
                 (void) sd_event_exit(m->event, EXIT_SUCCESS);
                 return;
