@@ -60,6 +60,8 @@
 /* libvirt's default for agent commands, used when no timeout is given. */
 #define AGENT_TIMEOUT_DEFAULT_SEC 5U
 #define AGENT_CHANNEL "org.qemu.guest_agent.0"
+/* More users than this logged in at once is not a desktop's answer. */
+#define GUEST_USERS_MAX 1024U
 
 static const char *const desktop_state_table[_DESKTOP_STATE_MAX] = {
         [DESKTOP_OFF] = "off",
@@ -1581,8 +1583,21 @@ int desktop_destroy(Desktop *d) {
         return 0;
 }
 
+/* What the agent's channel says after a call failed with "unresponsive"
+ * (libvirt's word for both an agent that is not there and one that does
+ * not answer). */
+static int agent_unresponsive(Desktop *d) {
+        _cleanup_free_ char *xml = NULL;
+
+        if (domain_xml(d->dom, false, &xml) < 0 || !domain_xml_agent_connected(xml)) {
+                virResetLastError();
+                return -ENOTCONN;
+        }
+        return -ETIMEDOUT;
+}
+
 int desktop_agent_ping(Desktop *d, unsigned timeout_sec) {
-        _cleanup_free_ char *reply = NULL, *xml = NULL;
+        _cleanup_free_ char *reply = NULL;
         int code, r;
 
         assert_return(d, -EINVAL);
@@ -1602,16 +1617,117 @@ int desktop_agent_ping(Desktop *d, unsigned timeout_sec) {
         if (reply)
                 return 0; /* an error answer is a libvirt error */
         r = libvirt_errno_code(&code);
-        if (code == VIR_ERR_AGENT_UNRESPONSIVE || code == VIR_ERR_OPERATION_INVALID) {
-                /* libvirt says "unresponsive" for both an agent that is not
-                 * there and one that does not answer: the channel tells. */
-                if (domain_xml(d->dom, false, &xml) < 0 || !domain_xml_agent_connected(xml)) {
-                        virResetLastError();
-                        return -ENOTCONN;
-                }
-                return -ETIMEDOUT;
-        }
+        if (code == VIR_ERR_AGENT_UNRESPONSIVE || code == VIR_ERR_OPERATION_INVALID)
+                return agent_unresponsive(d);
         return r;
+}
+
+int agent_info_command_enabled(const char *reply, const char *command) {
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        const json_t *list, *c;
+        size_t i;
+
+        assert_return(reply && command, -EINVAL);
+
+        root = json_loads(reply, JSON_REJECT_DUPLICATES, NULL);
+        list = json_object_get(json_object_get(root, "return"), "supported_commands");
+        if (!json_is_array(list))
+                return -EPROTO;
+        json_array_foreach(list, i, c) {
+                const char *name = json_string_value(json_object_get(c, "name"));
+
+                if (name && streq(name, command))
+                        return json_is_true(json_object_get(c, "enabled"));
+        }
+        return 0;
+}
+
+int guest_users_from_params(struct _virTypedParameter *params, int n, char ***ret_names) {
+        _cleanup_strv_free_ char **names = NULL;
+        unsigned count = 0;
+        int r;
+
+        assert_return(n >= 0, -EINVAL);
+
+        /* libvirt always sets "user.count", 0 when the agent listed nobody. */
+        r = virTypedParamsGetUInt(params, n, "user.count", &count);
+        if (r != 1) {
+                virResetLastError();
+                return -EPROTO;
+        }
+        if (count > GUEST_USERS_MAX)
+                return -EPROTO;
+        for (unsigned i = 0; i < count; i++) {
+                _cleanup_free_ char *entry = NULL;
+                char key[64];
+                const char *name = NULL, *domain = NULL;
+
+                snprintf(key, sizeof(key), "user.%u.name", i);
+                if (virTypedParamsGetString(params, n, key, &name) != 1 || !name || !*name) {
+                        virResetLastError();
+                        return -EPROTO;
+                }
+                snprintf(key, sizeof(key), "user.%u.domain", i);
+                if (virTypedParamsGetString(params, n, key, &domain) < 0) {
+                        virResetLastError();
+                        return -EPROTO;
+                }
+                if (domain && *domain)
+                        r = asprintf(&entry, "%s\\%s", domain, name) < 0 ? -ENOMEM : 0;
+                else
+                        r = (entry = strdup(name)) ? 0 : -ENOMEM;
+                if (r < 0)
+                        return r;
+                r = strv_extend(&names, entry);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_names) {
+                if (!names) {
+                        names = calloc(1, sizeof(char *));
+                        if (!names)
+                                return -ENOMEM;
+                }
+                *ret_names = TAKE_PTR(names);
+        }
+        return (int) count;
+}
+
+int desktop_logged_in_users(Desktop *d, char ***ret_names) {
+        virTypedParameterPtr params = NULL;
+        _cleanup_free_ char *info = NULL;
+        int n = 0, code, r;
+
+        assert_return(d, -EINVAL);
+
+        r = desktop_connected(d);
+        if (r < 0)
+                return r;
+        r = virDomainIsActive(d->dom);
+        if (r < 0)
+                return libvirt_errno();
+        if (r == 0)
+                return -ENOTCONN;
+        if (virDomainGetGuestInfo(d->dom, VIR_DOMAIN_GUEST_INFO_USERS, &params, &n, 0) >= 0) {
+                r = guest_users_from_params(params, n, ret_names);
+                virTypedParamsFree(params, n);
+                return r;
+        }
+        r = libvirt_errno_code(&code);
+        if (code == VIR_ERR_AGENT_UNRESPONSIVE || code == VIR_ERR_OPERATION_INVALID)
+                return agent_unresponsive(d);
+        if (code != VIR_ERR_INTERNAL_ERROR)
+                return r;
+        /* libvirt 9.0 reports the agent's own error answer ("CommandNotFound",
+         * "CommandDisabled") as an internal error, told apart only by its
+         * text: the agent's list of commands says whether it has this one. */
+        info = virDomainQemuAgentCommand(d->dom, "{\"execute\":\"guest-info\"}",
+                                         (int) AGENT_TIMEOUT_DEFAULT_SEC, 0);
+        if (!info) {
+                virResetLastError();
+                return r;
+        }
+        return agent_info_command_enabled(info, "guest-get-users") == 0 ? -EOPNOTSUPP : r;
 }
 
 int desktop_set_system_disk(Desktop *d, const char *path) {

@@ -67,3 +67,14 @@ int domain_xml_console_log(const char *xml, char **ret_path);
  * malformed input, -EFBIG over 64 KiB. */
 int crash_info_from_qemu_panic(const char *details, CrashInfo *ret);
 int crash_info_from_domain_log(const char *text, CrashInfo *ret);
+
+/* desktop_logged_in_users()'s readers (domain.c), apart for the unit tests.
+ * agent_info_command_enabled(): whether the agent's guest-info answer
+ * lists command as enabled (1), or not or disabled (0); -EPROTO when the
+ * answer is not one. guest_users_from_params(): the typed parameters of
+ * virDomainGetGuestInfo(VIR_DOMAIN_GUEST_INFO_USERS) as names
+ * ("DOMAIN\user" or "user"; an empty list for none), returning the count;
+ * -EPROTO when "user.count" or a name is missing or the count is absurd. */
+struct _virTypedParameter;
+int agent_info_command_enabled(const char *reply, const char *command);
+int guest_users_from_params(struct _virTypedParameter *params, int n, char ***ret_names);

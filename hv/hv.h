@@ -348,6 +348,20 @@ int desktop_shutdown(Desktop *d, sd_event *e, unsigned agent_timeout_sec, unsign
 
 /* guest-ping through the QEMU guest agent; -ETIMEDOUT, -ENOTCONN. */
 int desktop_agent_ping(Desktop *d, unsigned timeout_sec);
+/*
+ * Who is logged in on the running desktop, as its guest agent says
+ * (guest-get-users through libvirt's virDomainGetGuestInfo()): on Windows
+ * every interactive session, a locked or disconnected one too; on Linux the
+ * USER_PROCESS records of utmp. Returns the number of users (0: nobody) and,
+ * when ret_names is not NULL, their names, NULL-terminated (an empty list
+ * for 0), each "DOMAIN\user" when the agent names a domain, else "user".
+ * Blocks the loop for the round trip, at most libvirt's agent timeout (5 s
+ * by default). Errors: -ENOTCONN the desktop does not run or its agent is
+ * not connected; -ETIMEDOUT the agent is connected but does not answer;
+ * -EOPNOTSUPP the agent lacks guest-get-users or has it disabled;
+ * -EPROTO an answer that cannot be read; other -errno from libvirt.
+ */
+int desktop_logged_in_users(Desktop *d, char ***ret_names);
 /* Point the system disk at another overlay (domain must be off; -EBUSY). */
 int desktop_set_system_disk(Desktop *d, const char *path);
 /* The system and data disk paths as currently defined. */

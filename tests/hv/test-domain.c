@@ -496,6 +496,82 @@ START_TEST(test_string_tables) {
 }
 END_TEST
 
+/* ---- who is logged in --------------------------------------------------------------- */
+
+/* guest-info as qemu-ga 7.2 answers it (abridged: the real list has 40-odd
+ * commands), with guest-get-users enabled, and disabled (qemu-ga -b). */
+static const char guest_info_enabled[] =
+        "{\"return\":{\"version\":\"7.2.0\",\"supported_commands\":["
+        "{\"enabled\":true,\"name\":\"guest-get-osinfo\",\"success-response\":true},"
+        "{\"enabled\":true,\"name\":\"guest-get-users\",\"success-response\":true},"
+        "{\"enabled\":true,\"name\":\"guest-ping\",\"success-response\":true}]}}";
+
+START_TEST(test_agent_info_command_enabled) {
+        _cleanup_free_ char *disabled = NULL;
+        const char *at = strstr(guest_info_enabled, "true,\"name\":\"guest-get-users");
+
+        ck_assert_int_eq(agent_info_command_enabled(guest_info_enabled, "guest-get-users"), 1);
+        ck_assert_int_eq(agent_info_command_enabled(guest_info_enabled, "guest-ping"), 1);
+        ck_assert_int_eq(agent_info_command_enabled(guest_info_enabled, "guest-exec"), 0);
+        ck_assert_ptr_nonnull(at);
+        ck_assert_int_ge(asprintf(&disabled, "%.*sfalse%s", (int) (at - guest_info_enabled),
+                                  guest_info_enabled, at + strlen("true")),
+                         0);
+        ck_assert_int_eq(agent_info_command_enabled(disabled, "guest-get-users"), 0);
+        ck_assert_int_eq(agent_info_command_enabled(disabled, "guest-ping"), 1);
+        ck_assert_int_eq(agent_info_command_enabled("{\"return\":{}}", "guest-ping"), -EPROTO);
+        ck_assert_int_eq(agent_info_command_enabled("{\"error\":{\"class\":\"GenericError\"}}", "x"),
+                         -EPROTO);
+        ck_assert_int_eq(agent_info_command_enabled("not json", "guest-ping"), -EPROTO);
+}
+END_TEST
+
+START_TEST(test_guest_users_from_params) {
+        virTypedParameterPtr p = NULL;
+        int n = 0, max = 0;
+        char **names = NULL;
+
+        ck_assert_int_eq(libvirt_init(), 0);
+        /* What libvirt 9.0 makes of a Windows answer: a domain user and a local one. */
+        ck_assert_int_eq(virTypedParamsAddUInt(&p, &n, &max, "user.count", 2), 0);
+        ck_assert_int_eq(virTypedParamsAddString(&p, &n, &max, "user.0.name", "alice"), 0);
+        ck_assert_int_eq(virTypedParamsAddString(&p, &n, &max, "user.0.domain", "LAB"), 0);
+        ck_assert_int_eq(virTypedParamsAddULLong(&p, &n, &max, "user.0.login-time", 1714532400000ULL), 0);
+        ck_assert_int_eq(virTypedParamsAddString(&p, &n, &max, "user.1.name", "bob"), 0);
+        ck_assert_int_eq(virTypedParamsAddULLong(&p, &n, &max, "user.1.login-time", 1714532500000ULL), 0);
+        ck_assert_int_eq(guest_users_from_params(p, n, &names), 2);
+        ck_assert_str_eq(names[0], "LAB\\alice");
+        ck_assert_str_eq(names[1], "bob");
+        ck_assert_ptr_null(names[2]);
+        names = strv_free(names);
+        ck_assert_int_eq(guest_users_from_params(p, n, NULL), 2);
+        virTypedParamsFree(p, n);
+
+        /* Nobody: an empty list, not NULL. */
+        p = NULL, n = 0, max = 0;
+        ck_assert_int_eq(virTypedParamsAddUInt(&p, &n, &max, "user.count", 0), 0);
+        ck_assert_int_eq(guest_users_from_params(p, n, &names), 0);
+        ck_assert_ptr_nonnull(names);
+        ck_assert_ptr_null(names[0]);
+        names = strv_free(names);
+        virTypedParamsFree(p, n);
+
+        /* A count without the names, no count, an absurd count. */
+        p = NULL, n = 0, max = 0;
+        ck_assert_int_eq(virTypedParamsAddUInt(&p, &n, &max, "user.count", 2), 0);
+        ck_assert_int_eq(virTypedParamsAddString(&p, &n, &max, "user.0.name", "alice"), 0);
+        ck_assert_int_eq(guest_users_from_params(p, n, &names), -EPROTO);
+        ck_assert_ptr_null(names);
+        virTypedParamsFree(p, n);
+        ck_assert_int_eq(guest_users_from_params(NULL, 0, &names), -EPROTO);
+        p = NULL, n = 0, max = 0;
+        ck_assert_int_eq(virTypedParamsAddUInt(&p, &n, &max, "user.count", 100000), 0);
+        ck_assert_int_eq(guest_users_from_params(p, n, &names), -EPROTO);
+        virTypedParamsFree(p, n);
+        ck_assert_ptr_null(names);
+}
+END_TEST
+
 /* ---- the event implementation ----------------------------------------------------- */
 
 typedef struct Watched {
@@ -1187,6 +1263,8 @@ static Suite *domain_suite(void) {
         tcase_add_test(tc, test_crash_qemu_malformed);
         tcase_add_test(tc, test_crash_domain_log);
         tcase_add_test(tc, test_string_tables);
+        tcase_add_test(tc, test_agent_info_command_enabled);
+        tcase_add_test(tc, test_guest_users_from_params);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("event");
