@@ -42,6 +42,8 @@
  *
  *   { "version": 1, "id": "5f0c2a9e1b7d4c38", "state": "trial",
  *     "cancelled": false,
+ *     "deferred": false,                 aborted because someone was logged in
+ *     "force": false,                    started with --force: never deferred
  *     "manifest": null | { "target": "manifests/2026-05.yaml", "id": "2026-05",
  *                          "version": 1, "length": 812,
  *                          "sha256": "hex" | null, "sha512": "hex" | null,
@@ -59,23 +61,30 @@
  *     "report": "pending" | "queued" | "none",
  *     "transitions": [ { "state": "idle", "usec": 1714532400000000 }, ... ] }
  *
+ * "deferred" and "force" came later: a file without them loads (both
+ * false); every other member is required.
+ *
  * Validation on load is strict: unknown or missing members, wrong types,
  * unknown states, and a state whose required fields are missing (a manifest
  * from downloading on, P from snapshotted on, Q and an attempt within
  * 1..attempts in trial and committing, a failure in aborted, rolled-back and
- * failed) are -EPROTO. The last transition is the current state.
+ * failed; deferred only in aborted, and not with cancelled or force) are
+ * -EPROTO. The last transition is the current state.
  *
  * The report (transaction_report_json(), POSTed through the outbox once the
  * transaction is terminal; success only ever after the trial passed):
  *
  *   { "type": "oob-patch-report", "format": 1, "device": "lab-7",
  *     "transaction": "5f0c2a9e1b7d4c38", "oobd_version": "0.1.0",
- *     "outcome": "committed" | "rolled-back" | "aborted" | "failed",
+ *     "outcome": "committed" | "rolled-back" | "aborted" | "deferred" | "failed",
+ *                                           deferred: aborted before the desktop was
+ *                                           touched because someone was logged in on it
  *     "cancelled": false,
  *     "manifest": { "id": "2026-05", "version": 1 } | null,
  *     "windows_build": 19045 | null,
  *     "failed_step": "trial" | null,            the transaction state it failed in
- *     "reason": "..." | null,
+ *                                               (null for a deferral: no failure)
+ *     "reason": "..." | null,                   a deferral's names who was logged in
  *     "crash": null | { "failure": "crash", "stop_code": "0x0000007e" | null,
  *                       "params": ["0x...", x4] | null, "detail": "pvpanic" | null },
  *     "trial": { "attempts": 1, "attempt": 1 },
@@ -302,7 +311,7 @@ const char *transaction_outcome(const Transaction *t) {
         case TX_ROLLED_BACK:
                 return "rolled-back";
         case TX_ABORTED:
-                return "aborted";
+                return t->deferred ? "deferred" : "aborted";
         case TX_FAILED:
                 return "failed";
         default:
@@ -405,6 +414,12 @@ int transaction_validate(const Transaction *t, char **ret_error) {
                 return bad(ret_error, "state 'failed' needs the alert raised");
         if (t->has_crash && !t->crash.failure)
                 return bad(ret_error, "failure.crash.failure: missing");
+        if (t->deferred && t->state != TX_ABORTED)
+                return bad(ret_error, "deferred: in state '%s' (only 'aborted' is deferred)",
+                           tx_state_to_string(t->state));
+        if (t->deferred && (t->cancelled || t->force))
+                return bad(ret_error, "deferred: a %s window is not deferred",
+                           t->force ? "forced" : "cancelled");
         if (!tx_state_is_terminal(t->state) && t->report != TX_REPORT_PENDING)
                 return bad(ret_error, "report: '%s' before the end", tx_report_to_string(t->report));
         return 0;
@@ -483,6 +498,8 @@ static json_t *transaction_to_json_object(const Transaction *t, Builder *b) {
         set(b, root, "id", json_string(t->id));
         set(b, root, "state", json_string(tx_state_to_string(t->state)));
         set(b, root, "cancelled", json_boolean(t->cancelled));
+        set(b, root, "deferred", json_boolean(t->deferred));
+        set(b, root, "force", json_boolean(t->force));
         if (t->manifest_id) {
                 m = json_object();
                 set(b, m, "target", json_string(t->manifest_target));
@@ -557,7 +574,10 @@ int transaction_to_json(const Transaction *t, char **ret) {
 /* ---- JSON in -------------------------------------------------------------------------- */
 
 /* Exactly these members, no others. */
-static int check_members(const json_t *o, const char *what, const char *const *keys, char **ret_error) {
+/* o has every member of keys, and no member outside keys and optional
+ * (may be NULL). */
+static int check_members_optional(const json_t *o, const char *what, const char *const *keys,
+                                  const char *const *optional, char **ret_error) {
         const char *key;
         json_t *v;
 
@@ -571,10 +591,16 @@ static int check_members(const json_t *o, const char *what, const char *const *k
 
                 for (const char *const *k = keys; *k && !known; k++)
                         known = streq(*k, key);
+                for (const char *const *k = optional; k && *k && !known; k++)
+                        known = streq(*k, key);
                 if (!known)
                         return bad(ret_error, "%s: unexpected member '%s'", what, key);
         }
         return 0;
+}
+
+static int check_members(const json_t *o, const char *what, const char *const *keys, char **ret_error) {
+        return check_members_optional(o, what, keys, NULL, ret_error);
 }
 
 static int get_text(const json_t *o, const char *what, const char *key, bool nullable, char **ret,
@@ -777,6 +803,8 @@ int transaction_from_json(const char *text, size_t size, Transaction **ret, char
                 "transitions",
                 NULL,
         };
+        /* Written since deferring exists; a file from before lacks them (false). */
+        static const char *const optional_keys[] = {"deferred", "force", NULL};
         static const char *const trial_keys[] = {"boot_timeout", "stability", "attempts", "attempt", NULL};
         static const char *const transition_keys[] = {"state", "usec", NULL};
         _cleanup_(transaction_freep) Transaction *t = NULL;
@@ -792,7 +820,7 @@ int transaction_from_json(const char *text, size_t size, Transaction **ret, char
         root = json_loadb(text, size, JSON_REJECT_DUPLICATES, &error);
         if (!root)
                 return bad(ret_error, "line %d: %s", error.line, error.text);
-        r = check_members(root, "transaction", keys, ret_error);
+        r = check_members_optional(root, "transaction", keys, optional_keys, ret_error);
         if (r < 0)
                 return r;
         r = get_uint(root, "transaction", "version", UINT64_MAX >> 1, &u, ret_error);
@@ -807,6 +835,10 @@ int transaction_from_json(const char *text, size_t size, Transaction **ret, char
         if ((r = get_text(root, "transaction", "id", false, &t->id, ret_error)) < 0 ||
             (r = get_state(root, "transaction", "state", &t->state, ret_error)) < 0 ||
             (r = get_bool(root, "transaction", "cancelled", &t->cancelled, ret_error)) < 0 ||
+            (json_object_get(root, "deferred") &&
+             (r = get_bool(root, "transaction", "deferred", &t->deferred, ret_error)) < 0) ||
+            (json_object_get(root, "force") &&
+             (r = get_bool(root, "transaction", "force", &t->force, ret_error)) < 0) ||
             (r = get_bool(root, "transaction", "desktop_was_running", &t->desktop_was_running, ret_error)) <
                     0 ||
             (r = get_bool(root, "transaction", "alert", &t->alert, ret_error)) < 0 ||
@@ -1014,8 +1046,10 @@ int transaction_report_json(const Transaction *t, const char *device_id, char **
         set(&b, root, "manifest", m);
         set(&b, root, "windows_build",
             t->windows_build ? json_integer((json_int_t) t->windows_build) : json_null());
+        /* A deferral is no failure: its reason says who was logged in. */
         set(&b, root, "failed_step",
-            t->failed_state >= 0 ? json_string(tx_state_to_string(t->failed_state)) : json_null());
+            t->failed_state >= 0 && !t->deferred ? json_string(tx_state_to_string(t->failed_state))
+                                                 : json_null());
         set(&b, root, "reason", string_or_null(t->reason));
         set(&b, root, "crash", t->has_crash ? crash_to_json(&b, &t->crash) : json_null());
         trial = json_object();

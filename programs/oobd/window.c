@@ -10,6 +10,9 @@
  *              picks one by a documented rule
  *   download   its payloads into payload-dir on the loop, resumable
  *              (NAME.partial), progress on the bus
+ *   defer      a running desktop with someone logged in is left alone
+ *              ([desktop] defer-when-user-active, unless UpdateNow's force
+ *              flag): the transaction ends "deferred", nothing changed
  *   shutdown   the desktop: agent, then ACPI, then destroy (desktop_shutdown())
  *   snapshot   the pre-patch snapshot P (catalog, inline: O(1))
  *   apply      on a staging overlay on P, in a child process
@@ -37,11 +40,21 @@
  * stability window of the manifest's and the configuration's ([window]),
  * and the manifest's attempts.
  *
- * Not done: deferring when the user is active ([desktop]
- * defer-when-user-active) needs a way to ask the desktop whether someone is
- * using it, which hv/ does not offer (a guest agent "guest-get-users" call
- * would); windows are never deferred. A paused or suspended desktop is not
- * shut down (its memory would be lost): the window gives up.
+ * Deferring: "active" means someone is logged in on the running desktop as
+ * its guest agent tells (desktop_logged_in_users(): on Windows every
+ * interactive session, a locked one too: shutting Windows down would lose
+ * that user's unsaved work). It is asked once, in the staged state, after
+ * the payloads are verified (they stay in payload-dir for the next window)
+ * and before the desktop is touched. An agent that does not answer or lacks
+ * the command leaves the activity unknown, and the window goes on (a
+ * desktop stuck at its boot or login screen must still be patched). The
+ * deferral is an abort with `deferred` set: outcome "deferred", reported
+ * like an abort so the fleet sees which devices defer night after night. A
+ * transaction started with the force flag records it (`force`) and is
+ * never deferred, also when resumed after a restart of oobd.
+ *
+ * A paused or suspended desktop is not shut down (its memory would be
+ * lost): the window gives up.
  *
  * Test hook: OOB_TEST_CRASH_AT=STATE (read with secure_getenv()) makes
  * oobd SIGKILL itself right after it has written that state, before acting
@@ -368,7 +381,7 @@ static JobOutcome outcome_of(const Window *w) {
         case TX_ROLLED_BACK:
                 return JOB_ROLLED_BACK;
         case TX_ABORTED:
-                return w->tx->cancelled ? JOB_CANCELLED : JOB_FAILED;
+                return w->tx->deferred ? JOB_DEFERRED : w->tx->cancelled ? JOB_CANCELLED : JOB_FAILED;
         default:
                 return JOB_FAILED;
         }
@@ -482,8 +495,14 @@ static void act_finish(Window *w) {
                              t->manifest_id ? "failed" : "", t->reason, cfg(w)->state_dir);
                 break;
         default:
-                r = asprintf(&summary, "%s: nothing was changed: %s", t->cancelled ? "cancelled" : "stopped",
-                             t->reason);
+                if (t->deferred)
+                        r = asprintf(&summary,
+                                     "deferred: %s; nothing was changed, the timer tries again next night "
+                                     "(oobctl update now --force does not defer)",
+                                     t->reason);
+                else
+                        r = asprintf(&summary, "%s: nothing was changed: %s",
+                                     t->cancelled ? "cancelled" : "stopped", t->reason);
         }
         if (r < 0)
                 summary = NULL;
@@ -492,8 +511,9 @@ static void act_finish(Window *w) {
                               .summary = summary ?: transaction_outcome(t),
                               .manifest = t->manifest_id,
                               .snapshot = t->pre_patch_snapshot,
-                              .failed_step = t->failed_state >= 0 ? step_of_state(t->failed_state)
-                                                                  : _JOB_STEP_INVALID,
+                              .failed_step = t->failed_state >= 0 && !t->deferred
+                                                     ? step_of_state(t->failed_state)
+                                                     : _JOB_STEP_INVALID,
                       });
 }
 
@@ -1042,7 +1062,83 @@ static void on_downloaded(TufClient *c, int error, void *userdata) {
         schedule(w);
 }
 
-/* ---- shutdown and snapshot ------------------------------------------------------------ */
+/* ---- defer, shutdown and snapshot ---------------------------------------------------- */
+
+/* "LAB\alice" or "2 users, LAB\alice and bob" (at most a few names: the
+ * reason is one sentence). */
+static char *users_text(char *const *users) {
+        size_t n = strv_length(users), shown = MIN(n, (size_t) 4);
+        _cleanup_free_ char *list = NULL;
+        char *text = NULL;
+
+        for (size_t i = 0; i < shown; i++) {
+                char *next;
+
+                if (asprintf(&next, "%s%s%s", list ?: "",
+                             i == 0       ? ""
+                             : i + 1 == n ? " and "
+                                          : ", ",
+                             users[i]) < 0)
+                        return NULL;
+                free(list);
+                list = next;
+        }
+        if (n == 1)
+                return TAKE_PTR(list);
+        if (asprintf(&text, "%zu users, %s%s", n, list ?: "", n > shown ? " and others" : "") < 0)
+                return NULL;
+        return text;
+}
+
+/* The desktop runs: may the window shut it down now? Returns true when it
+ * deferred the transaction (the job is over then). */
+static bool defer_for_user(Window *w, Desktop *d) {
+        _cleanup_strv_free_ char **users = NULL;
+        _cleanup_free_ char *who = NULL;
+        int r;
+
+        if (w->tx->force) {
+                log_info("Transaction %s: started with the force flag: not asking who is logged in on "
+                         "desktop %s.",
+                         w->tx->id, cfg(w)->desktop_name);
+                return false;
+        }
+        if (!cfg(w)->defer_when_user_active) {
+                log_info("Transaction %s: [desktop] defer-when-user-active is off: not asking who is logged "
+                         "in on desktop %s.",
+                         w->tx->id, cfg(w)->desktop_name);
+                return false;
+        }
+        r = desktop_logged_in_users(d, &users);
+        if (r < 0) {
+                log_warning_errno(
+                        r,
+                        "Transaction %s: cannot ask the guest agent of desktop %s who is logged in "
+                        "(%s): the user activity is unknown; the window proceeds.",
+                        w->tx->id, cfg(w)->desktop_name,
+                        r == -ENOTCONN     ? "not connected"
+                        : r == -ETIMEDOUT  ? "no answer"
+                        : r == -EOPNOTSUPP ? "the agent lacks guest-get-users"
+                                           : strerror(-r));
+                return false;
+        }
+        if (r == 0) {
+                log_info("Transaction %s: nobody is logged in on desktop %s.", w->tx->id,
+                         cfg(w)->desktop_name);
+                return false;
+        }
+
+        who = users_text(users);
+        w->tx->deferred = true;
+        (void) transaction_set_failure(w->tx, TX_STAGED, "%s%s %s logged in on desktop %s",
+                                       r == 1 ? "user " : "", who ?: "a user", r == 1 ? "is" : "are",
+                                       cfg(w)->desktop_name);
+        log_notice("Transaction %s: %s; deferred (the payloads stay in %s for the next window).", w->tx->id,
+                   w->tx->reason, cfg(w)->payload_dir);
+        if (enter_or_stop(w, TX_ABORTED))
+                act_finish(w);
+        return true;
+}
 
 static void act_staged(Window *w) {
         DesktopState s;
@@ -1063,6 +1159,8 @@ static void act_staged(Window *w) {
                              cfg(w)->desktop_name);
                 return;
         }
+        if (s == DESKTOP_RUNNING && defer_for_user(w, d))
+                return;
         if (s != DESKTOP_OFF && s != DESKTOP_CRASHED)
                 w->tx->desktop_was_running = true;
         if (!enter_or_stop(w, TX_STOPPING_DESKTOP))
@@ -1992,6 +2090,10 @@ static int window_start(Job *j) {
                  * finish that one first, under this job. */
                 log_notice("Transaction %s is unfinished (%s); resuming it instead of a new window.", t->id,
                            tx_state_to_string(t->state));
+                /* Forced now: what the admin asks for this time. Recorded
+                 * with the next state written. */
+                if (j->flags & OOBD_UPDATE_FORCE)
+                        t->force = true;
         }
 
         if (t) {
@@ -2020,6 +2122,7 @@ static int window_start(Job *j) {
         r = transaction_new(j->id, &w->tx);
         if (r < 0)
                 return log_error_errno(r, "Cannot create transaction %s: %m", j->id);
+        w->tx->force = j->flags & OOBD_UPDATE_FORCE;
         if (!enter_or_stop(w, TX_REFRESHING))
                 return 0;
         schedule(w);

@@ -111,6 +111,8 @@ typedef struct Transaction {
         char *id; /* 16 hex digits (the job id) */
         TxState state;
         bool cancelled; /* Cancel() or stop asked for it */
+        bool deferred;  /* aborted before the shutdown: someone was logged in on the desktop */
+        bool force;     /* started with OOBD_UPDATE_FORCE: never deferred */
 
         /* the manifest, once chosen (from TX_DOWNLOADING on) */
         char *manifest_target; /* "manifests/2026-05.yaml" */
@@ -184,7 +186,7 @@ TxResume transaction_resume_rule(const Transaction *t);
 int transaction_set_failure(Transaction *t, TxState where, const char *reason_format, ...) _printf_(3, 4);
 
 /* The outcome word of a terminal state: "committed", "rolled-back",
- * "aborted", "failed"; NULL for the others. */
+ * "aborted", "deferred" (aborted, deferred), "failed"; NULL for the others. */
 const char *transaction_outcome(const Transaction *t);
 /* The outbox key: "<id>-<outcome>". */
 int transaction_report_key(const Transaction *t, char **ret);

@@ -41,6 +41,8 @@ static const char golden[] =
         "  \"id\": \"5f0c2a9e1b7d4c38\",\n"
         "  \"state\": \"trial\",\n"
         "  \"cancelled\": false,\n"
+        "  \"deferred\": false,\n"
+        "  \"force\": true,\n"
         "  \"manifest\": {\n"
         "    \"target\": \"manifests/2026-05.yaml\",\n"
         "    \"id\": \"2026-05\",\n"
@@ -162,9 +164,30 @@ START_TEST(test_golden_round_trip) {
         ck_assert_str_eq(t->crash.detail, "hyperv");
         ck_assert_int_eq(t->report, TX_REPORT_PENDING);
         ck_assert_uint_eq(t->n_transitions, 5);
+        ck_assert(!t->deferred);
+        ck_assert(t->force);
 
         ck_assert_int_eq(transaction_to_json(t, &text), 0);
         ck_assert_str_eq(text, golden);
+}
+END_TEST
+
+/* A file written before deferring existed has neither "deferred" nor
+ * "force": it loads, both false, and is written back with them. */
+START_TEST(test_older_file_loads) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        _cleanup_free_ char *text = NULL, *error = NULL, *out = NULL;
+        const char *members = "  \"deferred\": false,\n  \"force\": true,\n";
+        const char *at = strstr(golden, members);
+        int r;
+
+        ck_assert_ptr_nonnull(at);
+        ck_assert_int_ge(asprintf(&text, "%.*s%s", (int) (at - golden), golden, at + strlen(members)), 0);
+        r = transaction_from_json(text, strlen(text), &t, &error);
+        ck_assert_msg(r == 0, "older file refused: %s", error ?: strerror(-r));
+        ck_assert(!t->deferred && !t->force);
+        ck_assert_int_eq(transaction_to_json(t, &out), 0);
+        ck_assert_ptr_nonnull(strstr(out, "\"deferred\": false,\n  \"force\": false,"));
 }
 END_TEST
 
@@ -221,6 +244,71 @@ START_TEST(test_refusals) {
         /* Duplicate members are not a matter of taste. */
         refused("\"cancelled\": false,", "\"cancelled\": false, \"cancelled\": true,", "duplicate");
         refused("{\n  \"version\"", "[\n  \"version\"", "line");
+        /* Optional, but typed, and only once. */
+        refused("\"deferred\": false,", "\"deferred\": \"no\",", "deferred");
+        refused("\"force\": true,", "\"force\": 1,", "force");
+        refused("\"force\": true,", "\"force\": true, \"force\": false,", "duplicate");
+        /* Deferred is an abort; the trial is not. */
+        refused("\"deferred\": false,\n  \"force\": true,", "\"deferred\": true,\n  \"force\": false,",
+                "only 'aborted' is deferred");
+}
+END_TEST
+
+/* The deferral: an abort before the desktop is touched, its own outcome
+ * word, report key and report. */
+START_TEST(test_deferred) {
+        _cleanup_(transaction_freep) Transaction *t = NULL;
+        _cleanup_free_ char *text = NULL, *key = NULL, *error = NULL;
+        json_t *o;
+
+        ck_assert_int_eq(transaction_new("0123456789abcdef", &t), 0);
+        ck_assert_int_eq(transaction_enter(tmpdir, t, TX_REFRESHING, 1714532400000000), 0);
+        t->manifest_target = strdup("manifests/2026-05.yaml");
+        t->manifest_id = strdup("2026-05");
+        t->manifest_version = 1;
+        t->manifest_hashes.has_sha256 = true;
+        t->boot_timeout_sec = t->stability_sec = 60;
+        t->attempts = 1;
+        ck_assert_int_eq(transaction_enter(tmpdir, t, TX_DOWNLOADING, 1714532401000000), 0);
+        ck_assert_int_eq(transaction_enter(tmpdir, t, TX_STAGED, 1714532402000000), 0);
+        t->deferred = true;
+        ck_assert_int_eq(transaction_set_failure(t, TX_STAGED, "user LAB\\alice is logged in on desktop d"),
+                         0);
+
+        /* Forced windows and cancelled ones are never deferred. */
+        t->force = true;
+        ck_assert_int_eq(transaction_enter(tmpdir, t, TX_ABORTED, 1714532403000000), -EPROTO);
+        ck_assert_int_eq(t->state, TX_STAGED);
+        t->force = false;
+        t->cancelled = true;
+        ck_assert_int_eq(transaction_enter(tmpdir, t, TX_ABORTED, 1714532403000000), -EPROTO);
+        t->cancelled = false;
+        ck_assert_int_eq(transaction_enter(tmpdir, t, TX_ABORTED, 1714532403000000), 0);
+
+        ck_assert_str_eq(transaction_outcome(t), "deferred");
+        ck_assert_int_eq(transaction_report_key(t, &key), 0);
+        ck_assert_str_eq(key, "0123456789abcdef-deferred");
+        ck_assert_int_eq(transaction_resume_rule(t), TX_RESUME_REPORT);
+        ck_assert_int_eq(transaction_report_json(t, "lab-7", &text), 0);
+        o = json_loads(text, 0, NULL);
+        ck_assert_ptr_nonnull(o);
+        ck_assert_str_eq(json_string_value(json_object_get(o, "outcome")), "deferred");
+        ck_assert(json_is_false(json_object_get(o, "cancelled")));
+        ck_assert(json_is_null(json_object_get(o, "failed_step")));
+        ck_assert_str_eq(json_string_value(json_object_get(o, "reason")),
+                         "user LAB\\alice is logged in on desktop d");
+        ck_assert(json_is_null(json_object_get(o, "pre_patch_snapshot")));
+        json_decref(o);
+
+        /* Persisted: a restart reads it back as deferred. */
+        t = transaction_free(t);
+        ck_assert_int_eq(transaction_load(tmpdir, &t, &error), 0);
+        ck_assert(t->deferred && t->state == TX_ABORTED);
+        ck_assert_str_eq(transaction_outcome(t), "deferred");
+
+        /* An abort that is not deferred keeps its word. */
+        t->deferred = false;
+        ck_assert_str_eq(transaction_outcome(t), "aborted");
 }
 END_TEST
 
@@ -547,6 +635,8 @@ static Suite *transaction_suite(void) {
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_golden_round_trip);
+        tcase_add_test(tc, test_older_file_loads);
+        tcase_add_test(tc, test_deferred);
         tcase_add_test(tc, test_save_load);
         tcase_add_test(tc, test_refusals);
         tcase_add_test(tc, test_state_requirements);
