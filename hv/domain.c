@@ -1716,11 +1716,13 @@ int desktop_logged_in_users(Desktop *d, char ***ret_names) {
         r = libvirt_errno_code(&code);
         if (code == VIR_ERR_AGENT_UNRESPONSIVE || code == VIR_ERR_OPERATION_INVALID)
                 return agent_unresponsive(d);
-        if (code != VIR_ERR_INTERNAL_ERROR)
+        if (code != VIR_ERR_INTERNAL_ERROR && code != VIR_ERR_OPERATION_FAILED &&
+            code != VIR_ERR_OPERATION_UNSUPPORTED)
                 return r;
         /* libvirt 9.0 reports the agent's own error answer ("CommandNotFound",
-         * "CommandDisabled") as an internal error, told apart only by its
-         * text: the agent's list of commands says whether it has this one. */
+         * "CommandDisabled" by qemu-ga -b) as an internal error, told apart
+         * only by its text: the agent's list of commands says whether it has
+         * this one. */
         info = virDomainQemuAgentCommand(d->dom, "{\"execute\":\"guest-info\"}",
                                          (int) AGENT_TIMEOUT_DEFAULT_SEC, 0);
         if (!info) {

@@ -971,9 +971,39 @@ static void wait_shutdown(sd_event *e, unsigned timeout_sec) {
         }
 }
 
+/* Run program (with one argument, or none) in the stand-in through its
+ * agent (guest-exec), as a user's session would start there; wait for it
+ * to exit 0. */
+static void agent_exec(const char *program, const char *arg) {
+        const char *p;
+        long pid;
+
+        p = strstr(
+                sh_output("virsh -q -c '%s' qemu-agent-command '%s' "
+                          "'{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"%s\",\"arg\":[%s%s%s]}}'",
+                          lv_uri, lv_name, program, arg ? "\"" : "", arg ?: "", arg ? "\"" : ""),
+                "\"pid\":");
+        ck_assert_msg(p, "guest-exec %s: no pid", program);
+        pid = strtol(p + strlen("\"pid\":"), NULL, 10);
+        for (unsigned i = 0; i < 200; i++) {
+                const char *out =
+                        sh_output("virsh -q -c '%s' qemu-agent-command '%s' "
+                                  "'{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":%ld}}'",
+                                  lv_uri, lv_name, pid);
+
+                if (strstr(out, "\"exited\":true")) {
+                        ck_assert_msg(strstr(out, "\"exitcode\":0"), "%s %s: %s", program, arg ?: "", out);
+                        return;
+                }
+                (void) usleep(50000);
+        }
+        ck_abort_msg("%s %s did not exit in 10 s", program, arg ?: "");
+}
+
 START_TEST(test_lv_boot_agent_shutdown) {
         _cleanup_(desktop_closep) Desktop *d = NULL;
         _cleanup_free_ char *data_hash = NULL, *data_path = NULL;
+        _cleanup_strv_free_ char **users = NULL;
         sd_event *e = test_loop();
         DesktopState s;
         bool running;
@@ -996,6 +1026,24 @@ START_TEST(test_lv_boot_agent_shutdown) {
         i = wait_event(e, DESKTOP_EVENT_AGENT_CONNECTED, 0, 90);
         ck_assert_msg(i >= 0, "the agent did not connect");
         ck_assert_int_eq(desktop_agent_ping(d, 5), 0);
+        /* Who is logged in: nobody after the boot; then a user logs in and
+         * out while it runs (utmp records, which qemu-ga reads). */
+        ck_assert_int_eq(desktop_logged_in_users(d, &users), 0);
+        ck_assert_ptr_nonnull(users);
+        ck_assert_ptr_null(users[0]);
+        users = strv_free(users);
+        agent_exec("/bin/standin-login", "alice");
+        agent_exec("/bin/standin-login", "bob");
+        ck_assert_int_eq(desktop_logged_in_users(d, &users), 2);
+        ck_assert_str_eq(users[0], "alice");
+        ck_assert_str_eq(users[1], "bob");
+        users = strv_free(users);
+        agent_exec("/bin/standin-logout", "alice");
+        ck_assert_int_eq(desktop_logged_in_users(d, &users), 1);
+        ck_assert_str_eq(users[0], "bob");
+        users = strv_free(users);
+        agent_exec("/bin/standin-logout", NULL);
+        ck_assert_int_eq(desktop_logged_in_users(d, NULL), 0);
         /* The stand-in booted our disks: its console says so. */
         ck_assert(wait_console(e, "oob-standin: system marker: healthy system", 30));
         ck_assert(wait_console(e, "oob-standin: user-data marker: documents of alice", 5));
@@ -1015,6 +1063,7 @@ START_TEST(test_lv_boot_agent_shutdown) {
         ck_assert_int_eq(desktop_state(d, &s), 0);
         ck_assert_int_eq(s, DESKTOP_OFF);
         ck_assert_int_eq(desktop_agent_ping(d, 1), -ENOTCONN);
+        ck_assert_int_eq(desktop_logged_in_users(d, NULL), -ENOTCONN);
         ck_assert(!recorded(DESKTOP_EVENT_CRASHED));
         ck_assert(!recorded(DESKTOP_EVENT_WATCHDOG));
         ck_assert_uint_eq(shutdown_calls, 1);
@@ -1044,6 +1093,7 @@ START_TEST(test_lv_hang_watchdog_fallback) {
         ck_assert_str_eq(domstate_reason(), "running (booted)");
         /* The agent's port is open but nobody answers. */
         ck_assert_int_eq(desktop_agent_ping(d, 2), -ETIMEDOUT);
+        ck_assert_int_eq(desktop_logged_in_users(d, NULL), -ETIMEDOUT);
 
         /* Graceful shutdown: the agent fails, ACPI is ignored (no power
          * button handling in the stand-in) for its 3 s, then destroy. */
