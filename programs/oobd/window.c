@@ -1130,6 +1130,9 @@ static bool defer_for_user(Window *w, Desktop *d) {
 
         who = users_text(users);
         w->tx->deferred = true;
+        /* Running and left so (an earlier pass of a resumed transaction may
+         * have said otherwise): nothing for an abort to start again. */
+        w->tx->desktop_was_running = false;
         (void) transaction_set_failure(w->tx, TX_STAGED, "%s%s %s logged in on desktop %s",
                                        r == 1 ? "user " : "", who ?: "a user", r == 1 ? "is" : "are",
                                        cfg(w)->desktop_name);

@@ -4,7 +4,8 @@
 # The stand-in desktop (tests/standin/README.md): build it, then boot it with
 # plain QEMU (no libvirt) on Windows-like disks from
 # tests/fixtures/make-windows-disk and check each behaviour from outside, as
-# oobd will: the guest agent answers (guest-ping, guest-shutdown), QMP reports
+# oobd will: the guest agent answers (guest-ping, guest-shutdown, guest-get-users
+# after a login through guest-exec), QMP reports
 # GUEST_PANICKED for a crash and WATCHDOG for a hang, the serial log shows a
 # reboot loop, and neither disk is written.
 #
@@ -123,6 +124,28 @@ serial() {
 	done
 }
 has() { console "$1" | grep -q -x -F "$2" || { echo "no '$2' in $1.serial:"; console "$1"; return 1; }; }
+# agent_run VM PROGRAM [ARG]: run it in the guest through the agent
+# (guest-exec), wait for it to exit 0 (guest-exec-status).
+agent_run() {
+	local out pid i
+	out=$(qga "$1" 10 "{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"$2\",\"arg\":[${3:+\"$3\"}]}}") || return 1
+	pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' <<<"$out")
+	[ -n "$pid" ] || { echo "guest-exec: $out"; return 1; }
+	for ((i = 0; i < 100; i++)); do
+		out=$(qga "$1" 10 "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}") || return 1
+		case $out in *'"exited":true'*) echo "$out"; grep -q '"exitcode":0' <<<"$out"; return ;; esac
+		sleep 0.1
+	done
+	echo "$2 did not exit within 10 s"
+	return 1
+}
+# users_are VM NAMES: guest-get-users lists exactly these users (space-separated).
+users_are() {
+	local got
+	got=$(qga "$1" 10 '{"execute":"guest-get-users"}' |
+		node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).return.map(u => u.user).join(" "))') || return 1
+	[ "$got" = "$2" ] || { echo "guest-get-users: '$got', expected '$2'"; return 1; }
+}
 hasnt() { ! console "$1" | grep -q -F "$2" || { echo "'$2' in $1.serial:"; console "$1"; return 1; }; }
 
 # ---- healthy: agent, watchdog petted, markers, first boot, shutdown, nothing written ----
@@ -141,6 +164,12 @@ check "healthy: first-boot command listed" has healthy "oob-standin: firstboot: 
 check "healthy: explicit healthy marker accepted" has healthy "oob-standin: driver oobfine.sys: healthy"
 check "healthy: unknown marker ignored" has healthy "oob-standin: driver oobodd.sys: unknown marker 'oob-standin: explode now', ignored"
 check "healthy: watchdog armed" has healthy "oob-standin: watchdog armed (timeout 3 s)"
+check "healthy: nobody logged in after the boot" users_are healthy ""
+check "healthy: standin-login through guest-exec" agent_run healthy /bin/standin-login alice
+check "healthy: guest-get-users lists the user" users_are healthy alice
+check "healthy: the login on the console" has healthy "oob-standin: user alice logged in"
+check "healthy: standin-logout through guest-exec" agent_run healthy /bin/standin-logout alice
+check "healthy: nobody logged in again" users_are healthy ""
 # Longer than the watchdog needs to fire (about twice its timeout) when unpetted.
 sleep 9
 check "healthy: still answering after 9 s" qga healthy 10 '{"execute":"guest-ping"}'
