@@ -84,7 +84,8 @@
  *     "windows_build": 19045 | null,
  *     "failed_step": "trial" | null,            the transaction state it failed in
  *                                               (null for a deferral: no failure)
- *     "reason": "..." | null,                   a deferral's names who was logged in
+ *     "reason": "..." | null,                   a deferral's counts who was logged in
+ *                                               (no names leave the device)
  *     "crash": null | { "failure": "crash", "stop_code": "0x0000007e" | null,
  *                       "params": ["0x...", x4] | null, "detail": "pvpanic" | null },
  *     "trial": { "attempts": 1, "attempt": 1 },
@@ -1046,7 +1047,7 @@ int transaction_report_json(const Transaction *t, const char *device_id, char **
         set(&b, root, "manifest", m);
         set(&b, root, "windows_build",
             t->windows_build ? json_integer((json_int_t) t->windows_build) : json_null());
-        /* A deferral is no failure: its reason says who was logged in. */
+        /* A deferral is no failure: its reason says how many were logged in. */
         set(&b, root, "failed_step",
             t->failed_state >= 0 && !t->deferred ? json_string(tx_state_to_string(t->failed_state))
                                                  : json_null());

@@ -1133,11 +1133,18 @@ static bool defer_for_user(Window *w, Desktop *d) {
         /* Running and left so (an earlier pass of a resumed transaction may
          * have said otherwise): nothing for an abort to start again. */
         w->tx->desktop_was_running = false;
-        (void) transaction_set_failure(w->tx, TX_STAGED, "%s%s %s logged in on desktop %s",
-                                       r == 1 ? "user " : "", who ?: "a user", r == 1 ? "is" : "are",
-                                       cfg(w)->desktop_name);
-        log_notice("Transaction %s: %s; deferred (the payloads stay in %s for the next window).", w->tx->id,
-                   w->tx->reason, cfg(w)->payload_dir);
+        /* The reason goes to the report server: how many, not who. The
+         * names stay in this machine's journal, for the helpdesk. */
+        if (r == 1)
+                (void) transaction_set_failure(w->tx, TX_STAGED, "a user is logged in on desktop %s",
+                                               cfg(w)->desktop_name);
+        else
+                (void) transaction_set_failure(w->tx, TX_STAGED, "%d users are logged in on desktop %s", r,
+                                               cfg(w)->desktop_name);
+        log_notice("Transaction %s: %s %s logged in on desktop %s; deferred (the payloads stay in %s for the "
+                   "next window).",
+                   w->tx->id, who ?: "a user", r == 1 ? "is" : "are", cfg(w)->desktop_name,
+                   cfg(w)->payload_dir);
         if (enter_or_stop(w, TX_ABORTED))
                 act_finish(w);
         return true;

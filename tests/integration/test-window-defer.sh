@@ -8,10 +8,11 @@
 # /bin/standin-login, a utmp record that qemu-ga's guest-get-users lists):
 #
 #   A. defer-when-user-active = yes, alice logged in: `update now --wait`
-#      exits 6, outcome deferred, the summary names alice; the desktop runs
+#      exits 6, outcome deferred, the summary says a user is logged in (only
+#      oobd's journal names alice: no names leave the device); the desktop runs
 #      on (the same domain ID, never shut down), the catalog is unchanged,
 #      the payload stays downloaded; the report server gets one report,
-#      outcome "deferred", reason naming alice, no failed step; history and
+#      outcome "deferred", reason "a user is logged in", no failed step; history and
 #      the journal (MESSAGE_ID of a deferral) say deferred;
 #   B. defer-when-user-active = no: the window does not ask who is logged
 #      in (oobd stopped right after it went on: OOB_TEST_CRASH_AT=
@@ -116,7 +117,7 @@ check_deferred() {
 	local id=$1 who=$2
 	[ "$(tx 'd.id + " " + d.state + " " + d.deferred + " " + d.force')" = "$id aborted true false" ] ||
 		fail "transaction: $(tx 'd.id + " " + d.state + " deferred " + d.deferred + " force " + d.force')"
-	tx 'd.failure.reason' | grep -q "user $who is logged in on desktop $DOMAIN" || fail "reason: $(tx 'd.failure.reason')"
+	tx 'd.failure.reason' | grep -qx "a user is logged in on desktop $DOMAIN" || fail "reason: $(tx 'd.failure.reason')"
 	[ "$(tx 'd.pre_patch_snapshot === null && d.desktop_was_running === false')" = true ] ||
 		fail "the deferred window touched the desktop: $(cat "$OOBD_STATE/transaction.json")"
 	[ "$(virt domstate "$DOMAIN")" = running ] || fail "the desktop does not run after the deferral"
@@ -129,7 +130,8 @@ check_deferred() {
 	grep "\"key\":\"$id-deferred\"" "$REPORTS_STORE" >"$w/report.json"
 	[ "$(json "$w/report.json" 'd.report.outcome + " " + d.report.failed_step + " " + d.report.cancelled + " " + d.report.manifest.id + " " + d.report.pre_patch_snapshot')" = \
 		"deferred null false $GOOD_MANIFEST null" ] || fail "report: $(cat "$w/report.json")"
-	json "$w/report.json" 'd.report.reason' | grep -q "$who is logged in" || fail "the report's reason: $(cat "$w/report.json")"
+	json "$w/report.json" 'd.report.reason' | grep -qx "a user is logged in on desktop $DOMAIN" || fail "the report's reason: $(cat "$w/report.json")"
+	! grep -q "$who" "$w/report.json" || fail "the report names $who: $(cat "$w/report.json")"
 }
 
 # ---- the world ----------------------------------------------------------------------
@@ -159,11 +161,13 @@ mark=$(log_lines)
 rc=0
 timeout 120 "$OOBCTL" update now --wait --bus-address "$OOBD_BUS" >"$w/out" 2>&1 || rc=$?
 [ $rc -eq 6 ] || { cat "$w/out" >&2; fail "update now --wait: exit $rc, expected 6 (deferred)"; }
-grep -q "deferred: user alice is logged in on desktop $DOMAIN; nothing was changed" "$w/out" || fail "oobctl said: $(cat "$w/out")"
+grep -q "deferred: a user is logged in on desktop $DOMAIN; nothing was changed" "$w/out" || fail "oobctl said: $(cat "$w/out")"
 id_a=$(tx 'd.id')
 check_deferred "$id_a" alice
-log_since "$mark" | grep -q "update $id_a: deferred (manifest $GOOD_MANIFEST): deferred: user alice" ||
+log_since "$mark" | grep -q "update $id_a: deferred (manifest $GOOD_MANIFEST): deferred: a user is logged in" ||
 	fail "no deferral in oobd's log"
+log_since "$mark" | grep -q "Transaction $id_a: alice is logged in on desktop $DOMAIN; deferred" ||
+	fail "oobd's journal does not name alice"
 ! log_since "$mark" | grep -q "asking desktop $DOMAIN to shut down" || fail "the deferred window asked the desktop to shut down"
 ctl history --json >"$w/history.json"
 [ "$(json "$w/history.json" "d.transactions.map(t => t.id + ':' + t.outcome + ':' + t.failed_step).join(' ')")" = "$id_a:deferred:null" ] ||
