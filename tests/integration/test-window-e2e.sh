@@ -27,29 +27,8 @@ set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$top"
-export BUILD=${BUILD:-build}
-[[ "$BUILD" = /* ]] || BUILD=$top/$BUILD
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "test-window-e2e: needs root (the system libvirtd), skipped" >&2
-	exit 0
-fi
-
-w=$(mktemp -d /tmp/oob-window-e2e.XXXXXX)
-cleanup() {
-	local rc=$?
-	if [ "$rc" -ne 0 ] && [ -n "${KEEP:-}" ]; then
-		scripts/world down "$w" --keep >/dev/null 2>&1 || true
-		echo "kept $w" >&2
-	else
-		scripts/world down "$w" >/dev/null 2>&1 || true
-		rm -rf "$w"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 . tests/integration/window-lib.sh
+window_test_begin test-window-e2e
 
 # Every qcow2 file in the catalog directory is one the catalog names (the
 # active overlay or a layer); the domain boots the active overlay, whose

@@ -37,34 +37,16 @@ set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$top"
-export BUILD=${BUILD:-build}
-[[ "$BUILD" = /* ]] || BUILD=$top/$BUILD
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "test-window-faults: needs root (the system libvirtd, tmpfs), skipped" >&2
-	exit 0
-fi
-
-w=$(mktemp -d /tmp/oob-window-faults.XXXXXX)
+. tests/integration/window-lib.sh
+window_test_begin test-window-faults "the system libvirtd, tmpfs"
 mounts=()
-cleanup() {
-	local rc=$? m
+window_test_cleanup() {
+	local m
 	scripts/world oobd-stop "$w" >/dev/null 2>&1 || true
 	for m in "${mounts[@]}"; do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 	done
-	if [ "$rc" -ne 0 ] && [ -n "${KEEP:-}" ]; then
-		scripts/world down "$w" --keep >/dev/null 2>&1 || true
-		echo "kept $w" >&2
-	else
-		scripts/world down "$w" >/dev/null 2>&1 || true
-		rm -rf "$w"
-	fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-. tests/integration/window-lib.sh
 # What a guest would read from the whole active disk.
 digest() { qemu-img convert -U -O raw "$1" "$w/digest.raw" && sha256sum <"$w/digest.raw" | cut -c1-64 && rm -f "$w/digest.raw"; }
 

@@ -1,9 +1,41 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Helpers shared by the patch window's integration tests (test-window-*.sh),
-# sourced after `eval "$(scripts/world up ...)"` has set the world's
-# variables (OOBCTL, OOBD_BUS, OOBD_LOG, OOBD_STATE, LIBVIRT_URI, DOMAIN,
+# Helpers shared by the patch window's integration tests (test-window-*.sh).
+# window_test_begin comes first; the others need the world's variables,
+# set by `eval "$(scripts/world up ...)"` (OOBCTL, OOBD_BUS, OOBD_LOG, OOBD_STATE, LIBVIRT_URI, DOMAIN,
 # REPORTS_STORE). Not a test itself: run-tests only runs test-*.sh.
+
+# window_test_begin NAME [NEEDS]: how every window test starts, after
+# `cd` to the top of the tree: BUILD made absolute, skipped (exit 0) when
+# not root (NEEDS says why root, default "the system libvirtd"), a fresh
+# work directory in $w, and at exit the world torn down and $w removed (kept
+# for a look after a failure with KEEP=1). A test with more to undo defines
+# window_test_cleanup, which runs first.
+window_test_begin() {
+	export BUILD=${BUILD:-build}
+	[[ "$BUILD" = /* ]] || BUILD=$PWD/$BUILD
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "$1: needs root (${2:-the system libvirtd}), skipped" >&2
+		exit 0
+	fi
+	w=$(mktemp -d "/tmp/oob-${1#test-}.XXXXXX")
+	trap window_test_end EXIT
+	trap 'exit 130' INT TERM
+}
+
+window_test_end() {
+	local rc=$?
+	if declare -F window_test_cleanup >/dev/null; then
+		window_test_cleanup || true
+	fi
+	if [ "$rc" -ne 0 ] && [ -n "${KEEP:-}" ]; then
+		scripts/world down "$w" --keep >/dev/null 2>&1 || true
+		echo "kept $w" >&2
+	else
+		scripts/world down "$w" >/dev/null 2>&1 || true
+		rm -rf "$w"
+	fi
+}
 
 # fail MESSAGE: say it, show the end of oobd's log, stop the test.
 fail() {
