@@ -1596,11 +1596,10 @@ static int agent_unresponsive(Desktop *d) {
         return -ETIMEDOUT;
 }
 
-int desktop_agent_ping(Desktop *d, unsigned timeout_sec) {
-        _cleanup_free_ char *reply = NULL;
-        int code, r;
-
-        assert_return(d, -EINVAL);
+/* 0 when the connection is up and the domain runs (its agent may answer),
+ * -ENOTCONN when it does not run. */
+static int desktop_running_for_agent(Desktop *d) {
+        int r;
 
         r = desktop_connected(d);
         if (r < 0)
@@ -1608,8 +1607,18 @@ int desktop_agent_ping(Desktop *d, unsigned timeout_sec) {
         r = virDomainIsActive(d->dom);
         if (r < 0)
                 return libvirt_errno();
-        if (r == 0)
-                return -ENOTCONN;
+        return r == 0 ? -ENOTCONN : 0;
+}
+
+int desktop_agent_ping(Desktop *d, unsigned timeout_sec) {
+        _cleanup_free_ char *reply = NULL;
+        int code, r;
+
+        assert_return(d, -EINVAL);
+
+        r = desktop_running_for_agent(d);
+        if (r < 0)
+                return r;
         /* 0 would mean "do not wait for the answer": not a ping. */
         reply = virDomainQemuAgentCommand(
                 d->dom, "{\"execute\":\"guest-ping\"}",
@@ -1700,14 +1709,9 @@ int desktop_logged_in_users(Desktop *d, char ***ret_names) {
 
         assert_return(d, -EINVAL);
 
-        r = desktop_connected(d);
+        r = desktop_running_for_agent(d);
         if (r < 0)
                 return r;
-        r = virDomainIsActive(d->dom);
-        if (r < 0)
-                return libvirt_errno();
-        if (r == 0)
-                return -ENOTCONN;
         if (virDomainGetGuestInfo(d->dom, VIR_DOMAIN_GUEST_INFO_USERS, &params, &n, 0) >= 0) {
                 r = guest_users_from_params(params, n, ret_names);
                 virTypedParamsFree(params, n);

@@ -72,21 +72,6 @@ start_oobd() {
 	OOBD_PID=$(cat "$w/oobd.pid")
 }
 wait_dead() { wait_for 60 "oobd to stop itself ($1)" bash -c "! kill -0 $OOBD_PID"; }
-# Wait until oobd is idle with transaction $1 the last job, which ended $2.
-wait_outcome() {
-	local id=$1 want=$2 i
-	for ((i = 0; i < 600; i++)); do
-		alive "$OOBD_PID" || fail "oobd died while waiting for transaction $id"
-		if ctl status --json >"$w/status.json" 2>/dev/null &&
-			[ "$(json "$w/status.json" "d.state === 'idle' && d.last !== null && d.last.id === '$id'")" = true ]; then
-			[ "$(json "$w/status.json" 'd.last.outcome')" = "$want" ] ||
-				fail "transaction $id ended $(json "$w/status.json" 'd.last.outcome + ": " + d.last.summary'), expected $want"
-			return 0
-		fi
-		sleep 0.1
-	done
-	fail "transaction $id did not end within 60 s"
-}
 dom_id() { virt domid "$DOMAIN"; }
 catalog_state() { json "$CATALOG_DIR/catalog.json" 'd.active + " " + d.snapshots.map(s => s.id).join(",")'; }
 log_lines() { wc -l <"$OOBD_LOG"; }

@@ -81,21 +81,6 @@ kill9() {
 	kill -KILL "$OOBD_PID"
 	wait_dead "$1" 10
 }
-# Wait for the job of transaction $1 to end, and for its outcome $2.
-wait_outcome() {
-	local id=$1 want=$2 i
-	for ((i = 0; i < 180 * 10; i++)); do
-		alive "$OOBD_PID" || fail "oobd died while waiting for transaction $id"
-		if ctl status --json >"$w/status.json" 2>/dev/null &&
-			[ "$(json "$w/status.json" "d.state === 'idle' && d.last !== null && d.last.id === '$id'")" = true ]; then
-			[ "$(json "$w/status.json" 'd.last.outcome')" = "$want" ] ||
-				fail "transaction $id ended $(json "$w/status.json" 'd.last.outcome + ": " + d.last.summary'), expected $want"
-			return 0
-		fi
-		sleep 0.1
-	done
-	fail "transaction $id did not end within 180 s"
-}
 
 # A patch of our own: make_patch ID ATTEMPTS FILE-IN-VOLUME SOURCE [SIZE-BYTES-OF-RANDOM]
 make_patch() {

@@ -66,3 +66,20 @@ tx() { json "$OOBD_STATE/transaction.json" "$1"; }
 reports_with_key() { if [ -s "$REPORTS_STORE" ]; then grep -c "\"key\":\"$1" "$REPORTS_STORE" || true; else echo 0; fi; }
 domain_disk() { virt domblklist "$DOMAIN" | awk '$1 == "vda" {print $2}'; }
 alive() { kill -0 "$1" 2>/dev/null; }
+
+# wait_outcome ID OUTCOME: wait (at most 180 s) until oobd is idle with
+# transaction ID its last job, and check that it ended OUTCOME.
+wait_outcome() {
+	local id=$1 want=$2 i
+	for ((i = 0; i < 180 * 10; i++)); do
+		alive "$OOBD_PID" || fail "oobd died while waiting for transaction $id"
+		if ctl status --json >"$w/status.json" 2>/dev/null &&
+			[ "$(json "$w/status.json" "d.state === 'idle' && d.last !== null && d.last.id === '$id'")" = true ]; then
+			[ "$(json "$w/status.json" 'd.last.outcome')" = "$want" ] ||
+				fail "transaction $id ended $(json "$w/status.json" 'd.last.outcome + ": " + d.last.summary'), expected $want"
+			return 0
+		fi
+		sleep 0.1
+	done
+	fail "transaction $id did not end within 180 s"
+}
