@@ -13,23 +13,24 @@
  *   5.4  timestamp                                      timestamp_begin(), timestamp_accept()
  *   5.5  snapshot                                       snapshot_prepare(), snapshot_accept()
  *   5.6  targets, delegations by pre-order DFS          targets_prepare(), targets_accept(),
- *                                                       tuf_client_find_target()
- *   5.7  target download, verified while streaming      tuf_client_download_target_async()
+ *                                                       tuf_client_find_target_async()
+ *   5.7  target download, verified while streaming      tuf_client_download_target_async(),
+ *                                                       tuf_client_fetch_target_async()
  *
- * The daemon is single-threaded on sd-event, so refresh and download are
- * step machines on its loop: each step that needs the network starts a
+ * The daemon is single-threaded on sd-event, so every operation that may
+ * need the network (refresh, target search, download, fetch into memory) is
+ * a step machine on its loop: each step that needs the network starts a
  * FetchJob and the machine continues in the job's done callback. The
  * synchronous calls run the same machines on a private loop of the client
- * until they are over. Local files are read and written directly (small
- * metadata, or a payload written as it arrives); hashing a whole payload
- * file yields to the loop every few MiB.
+ * until they are over, so there is one implementation of each. Local files
+ * are read and written directly (small metadata, or a payload written as it
+ * arrives); hashing a whole payload file yields to the loop every few MiB.
  *
- * Left synchronous, on purpose: tuf_client_find_target() loads delegated
- * roles lazily, fetching each on the private loop while it blocks its
- * caller. A search visits few, small roles (cached after the first time),
- * and making it asynchronous would turn a lookup into a callback chain for
- * every caller; the specification allows loading delegations on demand.
- * tuf_client_fetch_target() (a manifest or an order, small) blocks too.
+ * The target search loads delegated roles lazily, as the specification
+ * allows: a role is fetched only when the search reaches it, and each fetch
+ * is one step of the search on the loop. Roles already trusted (from this
+ * refresh or from the cache) cost no step, so a search among loaded roles
+ * finishes in one loop iteration.
  *
  * Errors are returned, never logged above debug; the step that failed is
  * kept in c->error for the caller's one message (tuf_client_error_context()).
@@ -62,6 +63,8 @@ typedef enum ClientOp {
         CLIENT_OP_NONE,
         CLIENT_OP_REFRESH,
         CLIENT_OP_DOWNLOAD,
+        CLIENT_OP_FIND,
+        CLIENT_OP_FETCH,
         _CLIENT_OP_MAX,
         _CLIENT_OP_INVALID = -EINVAL,
 } ClientOp;
@@ -71,6 +74,8 @@ static const char *const client_op_table[_CLIENT_OP_MAX] = {
         [CLIENT_OP_NONE] = "none",
         [CLIENT_OP_REFRESH] = "refresh",
         [CLIENT_OP_DOWNLOAD] = "download",
+        [CLIENT_OP_FIND] = "find",
+        [CLIENT_OP_FETCH] = "fetch",
 };
 /* clang-format on */
 static const char *client_op_to_string(ClientOp op);
@@ -146,6 +151,35 @@ typedef struct Download {
         sd_event_source *progress_source;
 } Download;
 
+/* A role still to visit in a target search, and who delegated it. */
+typedef struct RoleToVisit {
+        char *role;
+        char *delegator;
+} RoleToVisit;
+
+typedef struct VisitStack {
+        RoleToVisit *items;
+        size_t n;
+} VisitStack;
+
+/* A target search (5.6.7) in progress. */
+typedef struct Search {
+        char *path;
+        VisitStack stack;
+        char **visited;
+        unsigned n_visited;
+        char *role, *delegator; /* the role whose metadata is on its way */
+        const TufTargetFile *found;
+} Search;
+
+/* A target on its way into memory (in c->meta), hashed as it arrives. */
+typedef struct MemFetch {
+        char *url;
+        uint64_t length;
+        TufHashes hashes;
+        TufHasher *hasher;
+} MemFetch;
+
 struct TufClient {
         char *metadata_dir;
         int metadata_dir_fd;
@@ -168,13 +202,15 @@ struct TufClient {
         /* The asynchronous operation in progress: one at a time. */
         ClientOp op;
         sd_event *op_event;
-        TufClientDone op_done;
+        TufClientDone op_done; /* refresh and download */
+        TufFindDone op_find_done;
+        TufFetchDone op_fetch_done;
         void *op_userdata;
         int op_result;
         sd_event_source *op_finish; /* hands op_result to op_done from the loop */
         FetchJob *job;
 
-        /* A metadata file on its way (refresh). */
+        /* A metadata file on its way (refresh, search), or a target (fetch). */
         char *meta_name;
         char *meta_url;
         MemBuffer meta;
@@ -184,6 +220,9 @@ struct TufClient {
 
         Download download;
         bool download_cached; /* the last download found a verified file */
+
+        Search search;
+        MemFetch fetch;
 
         char error[512]; /* where the last failure happened */
 };
@@ -349,16 +388,49 @@ static void download_clear(Download *d) {
         *d = (Download){.dir_fd = -EBADF, .fd = -EBADF};
 }
 
+static void visit_stack_clear(VisitStack *s) {
+        for (size_t i = 0; i < s->n; i++) {
+                free(s->items[i].role);
+                free(s->items[i].delegator);
+        }
+        s->n = 0;
+}
+
+static void visit_stack_done(VisitStack *s) {
+        visit_stack_clear(s);
+        free(s->items);
+        s->items = NULL;
+}
+
+static void search_clear(Search *s) {
+        visit_stack_done(&s->stack);
+        strv_free(s->visited);
+        free(s->path);
+        free(s->role);
+        free(s->delegator);
+        *s = (Search){};
+}
+
+static void mem_fetch_clear(MemFetch *f) {
+        tuf_hasher_free(f->hasher);
+        free(f->url);
+        *f = (MemFetch){};
+}
+
 static void client_op_clear(TufClient *c) {
         c->job = fetch_job_cancel(c->job);
         c->op_finish = sd_event_source_disable_unref(c->op_finish);
         download_clear(&c->download);
+        search_clear(&c->search);
+        mem_fetch_clear(&c->fetch);
         membuf_clear(&c->meta);
         free(c->meta_name);
         free(c->meta_url);
         c->meta_name = c->meta_url = NULL;
         c->op_event = sd_event_unref(c->op_event);
         c->op_done = NULL;
+        c->op_find_done = NULL;
+        c->op_fetch_done = NULL;
         c->op_userdata = NULL;
         c->op = CLIENT_OP_NONE;
 }
@@ -387,13 +459,29 @@ static int client_op_begin(TufClient *c, ClientOp op, sd_event *e, TufClientDone
 static int on_op_finish(sd_event_source *s, void *userdata) {
         TufClient *c = userdata;
         TufClientDone done = c->op_done;
+        TufFindDone find_done = c->op_find_done;
+        TufFetchDone fetch_done = c->op_fetch_done;
         void *done_userdata = c->op_userdata;
+        const TufTargetFile *found = NULL;
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0;
         int r = c->op_result;
+
+        /* The results outlive the operation: the target info belongs to the
+         * trusted set, the fetched bytes to done(). */
+        if (r >= 0 && c->op == CLIENT_OP_FIND)
+                found = c->search.found;
+        if (r >= 0 && c->op == CLIENT_OP_FETCH)
+                r = membuf_take(&c->meta, &data, &size);
 
         client_op_clear(c);
         /* Last: done() may free c or start the next operation. */
         if (done)
                 done(c, r, done_userdata);
+        if (find_done)
+                find_done(c, r, found, done_userdata);
+        if (fetch_done)
+                fetch_done(c, r, r >= 0 ? TAKE_PTR(data) : NULL, r >= 0 ? size : 0, done_userdata);
         return 0;
 }
 
@@ -461,6 +549,9 @@ static int client_sync_run(TufClient *c, const bool *finished) {
 typedef struct SyncOp {
         bool finished;
         int error;
+        const TufTargetFile *found; /* find */
+        char *data;                 /* fetch */
+        size_t size;
 } SyncOp;
 
 static void sync_op_done(TufClient *c, int error, void *userdata) {
@@ -468,6 +559,21 @@ static void sync_op_done(TufClient *c, int error, void *userdata) {
 
         s->finished = true;
         s->error = error;
+}
+
+static void sync_find_done(TufClient *c, int error, const TufTargetFile *t, void *userdata) {
+        SyncOp *s = userdata;
+
+        s->found = t;
+        sync_op_done(c, error, userdata);
+}
+
+static void sync_fetch_done(TufClient *c, int error, char *data, size_t size, void *userdata) {
+        SyncOp *s = userdata;
+
+        s->data = data;
+        s->size = size;
+        sync_op_done(c, error, userdata);
 }
 
 /* An operation started on the private loop, run to its end. */
@@ -480,60 +586,6 @@ static int client_sync_wait(TufClient *c, SyncOp *s) {
                 return r;
         }
         return s->error;
-}
-
-typedef struct SyncGet {
-        MemBuffer buf;
-        bool finished;
-        int error;
-} SyncGet;
-
-static int sync_get_sink(const void *data, size_t size, void *userdata) {
-        SyncGet *g = userdata;
-
-        return membuf_append(&g->buf, data, size);
-}
-
-static void sync_get_done(FetchJob *j, int error, long http_status, void *userdata) {
-        SyncGet *g = userdata;
-
-        g->finished = true;
-        g->error = error;
-}
-
-/* GET url into memory on the private loop, blocking the caller. */
-static int client_get_blocking(TufClient *c, const char *url, uint64_t max_size, char **ret,
-                               size_t *ret_size) {
-        SyncGet g = {};
-        FetchJob *j = NULL;
-        sd_event *e;
-        int r;
-
-        r = client_sync_event(c, &e);
-        if (r < 0)
-                return r;
-        r = fetcher_start(c->sync_fetcher,
-                          &(const FetchRequest){
-                                  .url = url,
-                                  .max_size = max_size,
-                                  .sink = sync_get_sink,
-                                  .done = sync_get_done,
-                                  .userdata = &g,
-                          },
-                          &j);
-        if (r < 0)
-                return r;
-        r = client_sync_run(c, &g.finished);
-        if (r < 0) {
-                j = fetch_job_cancel(j);
-                membuf_clear(&g.buf);
-                return r;
-        }
-        if (g.error < 0) {
-                membuf_clear(&g.buf);
-                return g.error;
-        }
-        return membuf_take(&g.buf, ret, ret_size);
 }
 
 /* ---- metadata files: local cache and network ------------------------------- */
@@ -565,20 +617,6 @@ static int metadata_remove(TufClient *c, const char *name) {
         return 0;
 }
 
-/* Blocking, for the delegated roles that tuf_client_find_target() loads. */
-static int metadata_fetch_blocking(TufClient *c, const char *name, uint64_t max_size, char **ret,
-                                   size_t *ret_size) {
-        _cleanup_free_ char *url = path_join(c->metadata_url, name);
-        int r;
-
-        if (!url)
-                return -ENOMEM;
-        r = client_get_blocking(c, url, max_size, ret, ret_size);
-        if (r < 0)
-                return client_fail(c, r, "%s: download from %s", name, url);
-        return 0;
-}
-
 static int metadata_sink(const void *data, size_t size, void *userdata) {
         TufClient *c = userdata;
 
@@ -587,8 +625,9 @@ static int metadata_sink(const void *data, size_t size, void *userdata) {
 
 static void refresh_on_metadata(FetchJob *j, int error, long http_status, void *userdata);
 
-/* Start fetching METADATA_URL/name into c->meta: 1 started, or an error. */
-static int metadata_fetch_start(TufClient *c, const char *name, uint64_t max_size) {
+/* Start fetching METADATA_URL/name into c->meta, done() continuing the
+ * operation: 1 started, or an error. */
+static int metadata_fetch_start(TufClient *c, const char *name, uint64_t max_size, FetchDone done) {
         int r;
 
         membuf_clear(&c->meta);
@@ -604,7 +643,7 @@ static int metadata_fetch_start(TufClient *c, const char *name, uint64_t max_siz
                                   .url = c->meta_url,
                                   .max_size = max_size,
                                   .sink = metadata_sink,
-                                  .done = refresh_on_metadata,
+                                  .done = done,
                                   .userdata = c,
                           },
                           &c->job);
@@ -669,7 +708,7 @@ static int refresh_root_begin(TufClient *c) {
         name = tuf_role_filename("root", version + 1);
         if (!name)
                 return -ENOMEM;
-        return metadata_fetch_start(c, name, TUF_ROOT_MAX_LENGTH);
+        return metadata_fetch_start(c, name, TUF_ROOT_MAX_LENGTH, refresh_on_metadata);
 }
 
 static int root_accept(TufClient *c, const char *name, const char *data, size_t size) {
@@ -704,7 +743,7 @@ static int timestamp_begin(TufClient *c) {
         if (r < 0)
                 log_debug_errno(r, "TUF client: no usable cached timestamp.json: %m");
 
-        return metadata_fetch_start(c, "timestamp.json", TUF_TIMESTAMP_MAX_LENGTH);
+        return metadata_fetch_start(c, "timestamp.json", TUF_TIMESTAMP_MAX_LENGTH, refresh_on_metadata);
 }
 
 static int timestamp_accept(TufClient *c, const char *data, size_t size) {
@@ -835,22 +874,6 @@ static int targets_accept(TufClient *c, const char *role, const char *delegator,
         return metadata_persist(c, local, data, size);
 }
 
-/* The same, blocking: for delegated roles, loaded as a search needs them. */
-static int client_load_targets(TufClient *c, const char *role, const char *delegator) {
-        _cleanup_free_ char *remote = NULL, *data = NULL;
-        uint64_t max = 0;
-        size_t size;
-        int r;
-
-        r = targets_prepare(c, role, delegator, &remote, &max);
-        if (r != 0)
-                return MIN(r, 0);
-        r = metadata_fetch_blocking(c, remote, max, &data, &size);
-        if (r < 0)
-                return r;
-        return targets_accept(c, role, delegator, remote, data, size);
-}
-
 /* ---- the refresh, step by step ------------------------------------------------- */
 
 /* Take steps until one waits for a transfer, or the refresh is over. */
@@ -887,7 +910,7 @@ static void refresh_advance(TufClient *c) {
                                 continue;
                         }
                         if (r == 0)
-                                r = metadata_fetch_start(c, name, max);
+                                r = metadata_fetch_start(c, name, max, refresh_on_metadata);
                         break;
 
                 case REFRESH_TARGETS:
@@ -897,7 +920,7 @@ static void refresh_advance(TufClient *c) {
                                 continue;
                         }
                         if (r == 0)
-                                r = metadata_fetch_start(c, name, max);
+                                r = metadata_fetch_start(c, name, max, refresh_on_metadata);
                         break;
 
                 case REFRESH_DONE:
@@ -1008,30 +1031,6 @@ int tuf_client_refresh(TufClient *c) {
 
 /* ---- target search --------------------------------------------------------- */
 
-typedef struct RoleToVisit {
-        char *role;
-        char *delegator;
-} RoleToVisit;
-
-typedef struct VisitStack {
-        RoleToVisit *items;
-        size_t n;
-} VisitStack;
-
-static void visit_stack_clear(VisitStack *s) {
-        for (size_t i = 0; i < s->n; i++) {
-                free(s->items[i].role);
-                free(s->items[i].delegator);
-        }
-        s->n = 0;
-}
-
-static void visit_stack_done(VisitStack *s) {
-        visit_stack_clear(s);
-        free(s->items);
-        s->items = NULL;
-}
-
 static int visit_stack_push(VisitStack *s, const char *role, const char *delegator) {
         RoleToVisit *grown, v = {};
 
@@ -1091,10 +1090,134 @@ static int push_delegations(VisitStack *stack, const TufTargets *t, const char *
         return 0;
 }
 
+static void search_on_role(FetchJob *j, int error, long http_status, void *userdata);
+
+/* Look for the path in a trusted role; if it is not there, push the roles
+ * it delegates the path to. 1: found, 0: not found. */
+static int search_visit(TufClient *c, const char *role) {
+        Search *s = &c->search;
+        const TufTargets *t = tuf_trusted_set_targets(c->trusted, role);
+        const TufTargetFile *found;
+        int r;
+
+        assert(t);
+        found = tuf_targets_find(t, s->path);
+        if (found) {
+                log_debug("TUF client: %s found in role %s", s->path, role);
+                s->found = found;
+                return 1;
+        }
+        r = strv_extend(&s->visited, role);
+        if (r < 0)
+                return r;
+        s->n_visited++;
+        r = push_delegations(&s->stack, t, role, s->path);
+        if (r < 0)
+                return r;
+        return 0;
+}
+
+/* 5.6.7: pre-order depth-first search, at most max_delegations roles, each
+ * loaded (cache or network) when the search reaches it. Takes steps until
+ * one waits for a role's metadata, or the search is over. */
+static void search_advance(TufClient *c) {
+        Search *s = &c->search;
+        int r;
+
+        while (s->stack.n > 0 && s->n_visited < c->max_delegations) {
+                _cleanup_free_ char *role = s->stack.items[s->stack.n - 1].role;
+                _cleanup_free_ char *delegator = s->stack.items[s->stack.n - 1].delegator;
+                _cleanup_free_ char *remote = NULL;
+                uint64_t max = 0;
+
+                s->stack.n--;
+                if (strv_contains(s->visited, role))
+                        continue; /* a cycle in the delegation graph */
+
+                r = targets_prepare(c, role, delegator, &remote, &max);
+                if (r == 0) {
+                        /* Not trusted yet: fetch it, search_on_role() goes on. */
+                        free(s->role);
+                        free(s->delegator);
+                        s->role = TAKE_PTR(role);
+                        s->delegator = TAKE_PTR(delegator);
+                        r = metadata_fetch_start(c, remote, max, search_on_role);
+                        if (r < 0)
+                                client_op_finish(c, r);
+                        return;
+                }
+                if (r > 0)
+                        r = search_visit(c, role);
+                if (r != 0) {
+                        client_op_finish(c, MIN(r, 0));
+                        return;
+                }
+        }
+
+        if (s->stack.n > 0)
+                log_debug("TUF client: %zu roles left unvisited after %u delegations", s->stack.n,
+                          s->n_visited);
+        client_op_finish(c, client_fail(c, -ENOENT, "no trusted role lists it"));
+}
+
+/* A delegated role's metadata arrived (or did not): verify, persist, visit. */
+static void search_on_role(FetchJob *j, int error, long http_status, void *userdata) {
+        TufClient *c = userdata;
+        Search *s = &c->search;
+        int r;
+
+        c->job = NULL; /* freed by the fetcher when we return */
+
+        if (error < 0) {
+                client_op_finish(c,
+                                 client_fail(c, error, "%s: download from %s", c->meta_name, c->meta_url));
+                return;
+        }
+        r = targets_accept(c, s->role, s->delegator, c->meta_name, c->meta.data ?: "", c->meta.size);
+        membuf_clear(&c->meta);
+        if (r >= 0)
+                r = search_visit(c, s->role);
+        if (r != 0) {
+                client_op_finish(c, MIN(r, 0));
+                return;
+        }
+        search_advance(c);
+}
+
+int tuf_client_find_target_async(TufClient *c, sd_event *e, const char *path, TufFindDone done,
+                                 void *userdata) {
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(e, -EINVAL);
+        assert_return(path, -EINVAL);
+        assert_return(c->refreshed, -EBUSY);
+
+        r = client_op_begin(c, CLIENT_OP_FIND, e, NULL, userdata);
+        if (r < 0)
+                return r;
+        c->op_find_done = done;
+
+        if (!tuf_target_path_is_valid(path)) {
+                client_op_finish(c, client_fail(c, -EINVAL, "not a valid target path"));
+                return 0;
+        }
+        c->search.path = strdup(path);
+        if (!c->search.path) {
+                client_op_finish(c, -ENOMEM);
+                return 0;
+        }
+        r = visit_stack_push(&c->search.stack, "targets", "root");
+        if (r < 0)
+                client_op_finish(c, r);
+        else
+                search_advance(c);
+        return 0;
+}
+
 int tuf_client_find_target(TufClient *c, const char *path, const TufTargetFile **ret) {
-        _cleanup_(visit_stack_done) VisitStack stack = {};
-        _cleanup_strv_free_ char **visited = NULL;
-        unsigned n_visited = 0;
+        SyncOp s = {};
+        sd_event *e;
         int r;
 
         assert_return(c, -EINVAL);
@@ -1102,51 +1225,17 @@ int tuf_client_find_target(TufClient *c, const char *path, const TufTargetFile *
         assert_return(ret, -EINVAL);
         assert_return(c->refreshed, -EBUSY);
 
-        c->error[0] = 0;
-        if (!tuf_target_path_is_valid(path))
-                return client_fail(c, -EINVAL, "not a valid target path");
-
-        r = visit_stack_push(&stack, "targets", "root");
+        r = client_sync_event(c, &e);
         if (r < 0)
                 return r;
-
-        /* 5.6.7: pre-order depth-first search, at most max_delegations roles. */
-        while (stack.n > 0 && n_visited < c->max_delegations) {
-                _cleanup_free_ char *role = stack.items[stack.n - 1].role;
-                _cleanup_free_ char *delegator = stack.items[stack.n - 1].delegator;
-                const TufTargetFile *found;
-                const TufTargets *t;
-
-                stack.n--;
-                if (strv_contains(visited, role))
-                        continue; /* a cycle in the delegation graph */
-
-                r = client_load_targets(c, role, delegator);
-                if (r < 0)
-                        return r;
-                t = tuf_trusted_set_targets(c->trusted, role);
-                assert(t);
-
-                found = tuf_targets_find(t, path);
-                if (found) {
-                        log_debug("TUF client: %s found in role %s", path, role);
-                        *ret = found;
-                        return 0;
-                }
-
-                r = strv_extend(&visited, role);
-                if (r < 0)
-                        return r;
-                n_visited++;
-
-                r = push_delegations(&stack, t, role, path);
-                if (r < 0)
-                        return r;
-        }
-
-        if (stack.n > 0)
-                log_debug("TUF client: %zu roles left unvisited after %u delegations", stack.n, n_visited);
-        return client_fail(c, -ENOENT, "no trusted role lists it");
+        r = tuf_client_find_target_async(c, e, path, sync_find_done, &s);
+        if (r < 0)
+                return r;
+        r = client_sync_wait(c, &s);
+        if (r < 0)
+                return r;
+        *ret = s.found;
+        return 0;
 }
 
 /* ---- 5.7 targets ------------------------------------------------------------- */
@@ -1702,10 +1791,83 @@ int tuf_client_download_target(TufClient *c, const TufTargetFile *t, const char 
         return 0;
 }
 
+/* ---- a target into memory ------------------------------------------------------ */
+
+/* The transfer's sink: keep and hash (the fetcher caps at the signed length). */
+static int fetch_sink(const void *data, size_t size, void *userdata) {
+        TufClient *c = userdata;
+        int r;
+
+        r = tuf_hasher_update(c->fetch.hasher, data, size);
+        if (r < 0)
+                return r;
+        return membuf_append(&c->meta, data, size);
+}
+
+static void fetch_on_done(FetchJob *j, int error, long http_status, void *userdata) {
+        TufClient *c = userdata;
+        MemFetch *f = &c->fetch;
+        int r;
+
+        c->job = NULL; /* freed by the fetcher when we return */
+
+        if (error < 0) {
+                client_op_finish(c, client_fail(c, error, "download from %s", f->url));
+                return;
+        }
+        r = tuf_hasher_verify(f->hasher, f->length, &f->hashes);
+        if (r < 0) {
+                client_op_finish(c, client_fail(c, r, "verifying the download from %s", f->url));
+                return;
+        }
+        client_op_finish(c, 0); /* on_op_finish() hands c->meta to done() */
+}
+
+int tuf_client_fetch_target_async(TufClient *c, sd_event *e, const TufTargetFile *t, TufFetchDone done,
+                                  void *userdata) {
+        MemFetch *f = &c->fetch;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(e, -EINVAL);
+        assert_return(t, -EINVAL);
+        assert_return(c->refreshed, -EBUSY);
+        assert_return(c->target_base_url, -EINVAL);
+
+        r = client_op_begin(c, CLIENT_OP_FETCH, e, NULL, userdata);
+        if (r < 0)
+                return r;
+        c->op_fetch_done = done;
+
+        if (!tuf_target_path_is_valid(t->path)) {
+                client_op_finish(c, client_fail(c, -EINVAL, "not a valid target path"));
+                return 0;
+        }
+        /* Copies: t need not outlive this call. */
+        f->length = t->length;
+        f->hashes = t->hashes;
+        r = tuf_hasher_new(&f->hashes, &f->hasher);
+        if (r >= 0)
+                r = target_url(c, t, &f->url);
+        if (r >= 0)
+                r = fetcher_start(client_op_fetcher(c),
+                                  &(const FetchRequest){
+                                          .url = f->url,
+                                          /* The signed length caps the transfer. */
+                                          .max_size = f->length,
+                                          .sink = fetch_sink,
+                                          .done = fetch_on_done,
+                                          .userdata = c,
+                                  },
+                                  &c->job);
+        if (r < 0)
+                client_op_finish(c, f->url ? client_fail(c, r, "download from %s", f->url) : r);
+        return 0;
+}
+
 int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, size_t *ret_size) {
-        _cleanup_(tuf_hasher_freep) TufHasher *h = NULL;
-        _cleanup_free_ char *url = NULL, *data = NULL;
-        size_t size;
+        SyncOp s = {};
+        sd_event *e;
         int r;
 
         assert_return(c, -EINVAL);
@@ -1714,29 +1876,18 @@ int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, si
         assert_return(c->refreshed, -EBUSY);
         assert_return(c->target_base_url, -EINVAL);
 
-        c->error[0] = 0;
-        if (!tuf_target_path_is_valid(t->path))
-                return client_fail(c, -EINVAL, "not a valid target path");
-
-        r = target_url(c, t, &url);
+        r = client_sync_event(c, &e);
         if (r < 0)
                 return r;
-        r = client_get_blocking(c, url, t->length, &data, &size);
-        if (r < 0)
-                return client_fail(c, r, "download from %s", url);
-
-        r = tuf_hasher_new(&t->hashes, &h);
+        r = tuf_client_fetch_target_async(c, e, t, sync_fetch_done, &s);
         if (r < 0)
                 return r;
-        r = tuf_hasher_update(h, data, size);
-        if (r >= 0)
-                r = tuf_hasher_verify(h, t->length, &t->hashes);
+        r = client_sync_wait(c, &s);
         if (r < 0)
-                return client_fail(c, r, "verifying the download from %s", url);
-
+                return r;
         if (ret_size)
-                *ret_size = size;
-        *ret = TAKE_PTR(data);
+                *ret_size = s.size;
+        *ret = s.data;
         return 0;
 }
 

@@ -88,7 +88,8 @@ int tuf_client_refresh(TufClient *c);
  * max_delegations roles, honouring terminating delegations). refresh must
  * have succeeded. -ENOENT when no role lists it; -EINVAL for a path that
  * is not valid (see tuf_target_path_is_valid()). The result is owned by the
- * client and valid until it is freed or refreshed.
+ * client and valid until it is freed or refreshed. Blocks while delegated
+ * roles are fetched: tuf_client_find_target_async() on a loop.
  */
 int tuf_client_find_target(TufClient *c, const char *path, const TufTargetFile **ret);
 
@@ -106,7 +107,8 @@ char *tuf_client_target_filename(const char *target_path);
 int tuf_client_download_target(TufClient *c, const TufTargetFile *t, const char *target_dir,
                                char **ret_path, bool *ret_cached);
 
-/* Fetch a target into memory with the same checks (for manifests, orders). */
+/* Fetch a target into memory with the same checks (for manifests, orders);
+ * blocking: tuf_client_fetch_target_async() on a loop. */
 int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, size_t *ret_size);
 
 /* The trusted set after a refresh, for callers that need the metadata. */
@@ -333,9 +335,10 @@ int tuf_client_download_target_async(TufClient *c, sd_event *e, const TufTargetF
  * tuf_client_error_context() set as for the synchronous calls. done() may
  * free the client or start the next operation; tuf_client_free() during an
  * operation drops it without done() (a download's partial file stays).
- * tuf_client_find_target() stays synchronous: delegated roles are loaded as
- * a search needs them, blocking its caller on a private loop (few, small,
- * cached files); tuf_client_fetch_target() blocks too.
+ * The target search and the fetch into memory have asynchronous forms too
+ * (below); every synchronous call is its asynchronous form run on a private
+ * loop, so it blocks its caller (and returns -EBUSY while an asynchronous
+ * operation of the same client runs).
  *
  * Downloads. NAME.partial (NAME = tuf_client_target_filename()) beside
  * NAME holds what arrived; it is flock()ed while in use (a second download
@@ -355,6 +358,43 @@ int tuf_client_download_target_async(TufClient *c, sd_event *e, const TufTargetF
  * "x.partial" in one directory) would collide; repositories should avoid
  * that suffix.
  */
+
+/* ---- additions by the "async-select" helper (tuf-client.c) ----------------- */
+
+/*
+ * tuf_client_find_target() on loop e: the same pre-order search with the
+ * same rules (max_delegations roles visited, terminating delegations,
+ * cycles), each delegated role that is not trusted yet (from this refresh
+ * or the metadata_dir cache) fetched on the loop under its consistent-
+ * snapshot name, verified through the trusted set and persisted in
+ * metadata_dir, before the search goes on. done() gets the target's info
+ * (owned by the client, valid until it is freed or refreshed; NULL on
+ * error) or -ENOENT (no role lists it), -EINVAL (not a valid path), a
+ * download error or a verification error of a role, with
+ * tuf_client_error_context() as for the synchronous call ("releases.json:
+ * download from URL", "2.releases.json", "no trusted role lists it"). A
+ * search among roles already trusted needs no transfer; done() still
+ * comes from the loop. The refresh must have succeeded (-EBUSY otherwise).
+ * The rules of the asynchronous operations above hold (one at a time, one
+ * loop, done() may free the client or start the next operation,
+ * tuf_client_free() cancels without done()).
+ */
+typedef void (*TufFindDone)(TufClient *c, int error, const TufTargetFile *t, void *userdata);
+int tuf_client_find_target_async(TufClient *c, sd_event *e, const char *path, TufFindDone done,
+                                 void *userdata);
+
+/*
+ * tuf_client_fetch_target() on loop e: the target into memory, capped at its
+ * signed length (-EFBIG beyond), hashed as it arrives and verified against
+ * the signed length and hashes (-EBADMSG) before done() sees it. t is
+ * copied: it need not outlive the call. On success done() gets the bytes
+ * (NUL-terminated, size not counting it) and owns them: it frees data.
+ * On error data is NULL, and the context is "download from URL" or
+ * "verifying the download from URL".
+ */
+typedef void (*TufFetchDone)(TufClient *c, int error, char *data, size_t size, void *userdata);
+int tuf_client_fetch_target_async(TufClient *c, sd_event *e, const TufTargetFile *t, TufFetchDone done,
+                                  void *userdata);
 
 /* ---- status reports (report.c) --------------------------------------------- */
 
