@@ -1055,6 +1055,524 @@ START_TEST(test_refresh_async_free) {
 }
 END_TEST
 
+/* ---- the target search and the fetch into memory on a loop --------------------------- */
+
+typedef struct FindResult {
+        unsigned calls;
+        int error;
+        const TufTargetFile *t;
+        bool free_client; /* free it from inside done() */
+        TufClient **client;
+} FindResult;
+
+typedef struct FetchResult {
+        unsigned calls;
+        int error;
+        char *data;
+        size_t size;
+} FetchResult;
+
+static void find_done(TufClient *c, int error, const TufTargetFile *t, void *userdata) {
+        FindResult *f = userdata;
+
+        f->calls++;
+        f->error = error;
+        f->t = t;
+        ck_assert(error < 0 ? t == NULL : t != NULL);
+        if (f->free_client) {
+                ck_assert_ptr_eq(*f->client, c);
+                *f->client = tuf_client_free(c);
+        }
+}
+
+static void fetch_done(TufClient *c, int error, char *data, size_t size, void *userdata) {
+        FetchResult *f = userdata;
+
+        f->calls++;
+        f->error = error;
+        free(f->data);
+        f->data = data; /* ours now */
+        f->size = size;
+        ck_assert(error < 0 ? data == NULL : data != NULL);
+}
+
+/* Run e until *calls (at most 60 s), then a little longer: done() comes
+ * exactly once. */
+static void run_until(sd_event *e, const unsigned *calls) {
+        struct timespec start, now;
+
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        while (*calls == 0) {
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                ck_assert_int_lt(now.tv_sec - start.tv_sec, 60);
+                ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
+        }
+        ck_assert_uint_eq(*calls, 1);
+        for (int i = 0; i < 5; i++)
+                ck_assert_int_ge(sd_event_run(e, 1000), 0);
+        ck_assert_uint_eq(*calls, 1);
+}
+
+static void find_async(TufClient *c, sd_event *e, const char *path, FindResult *f) {
+        *f = (FindResult){};
+        ck_assert_int_eq(tuf_client_find_target_async(c, e, path, find_done, f), 0);
+        ck_assert_uint_eq(f->calls, 0); /* never from inside the call */
+        run_until(e, &f->calls);
+}
+
+static void fetch_async(TufClient *c, sd_event *e, const TufTargetFile *t, FetchResult *f) {
+        free(f->data);
+        *f = (FetchResult){};
+        ck_assert_int_eq(tuf_client_fetch_target_async(c, e, t, fetch_done, f), 0);
+        ck_assert_uint_eq(f->calls, 0);
+        run_until(e, &f->calls);
+}
+
+static void context_has(TufClient *c, const char *expected) {
+        const char *ctx = tuf_client_error_context(c);
+
+        ck_assert_msg(ctx && strstr(ctx, expected), "context '%s' does not name '%s'", ctx ?: "(null)",
+                      expected);
+}
+
+/* A timer on the loop every TICK_USEC, recording how late it fired: the
+ * longest time the loop was kept from its other sources. */
+#define TICK_USEC (50U * 1000U)
+
+typedef struct Ticker {
+        sd_event_source *source;
+        unsigned ticks;
+        uint64_t max_late;
+} Ticker;
+
+static uint64_t mono_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
+}
+
+static int ticker_fire(sd_event_source *s, uint64_t usec, void *userdata) {
+        Ticker *t = userdata;
+        uint64_t now = mono_usec();
+
+        t->ticks++;
+        t->max_late = MAX(t->max_late, now > usec ? now - usec : 0);
+        ck_assert_int_ge(sd_event_source_set_time(s, now + TICK_USEC), 0);
+        ck_assert_int_ge(sd_event_source_set_enabled(s, SD_EVENT_ONESHOT), 0);
+        return 0;
+}
+
+static void ticker_start(Ticker *t, sd_event *e) {
+        *t = (Ticker){};
+        ck_assert_int_ge(sd_event_add_time(e, &t->source, CLOCK_MONOTONIC, mono_usec() + TICK_USEC, 1000,
+                                           ticker_fire, t),
+                         0);
+}
+
+/* _i: 0 plain names, 1 consistent snapshots */
+START_TEST(test_find_async) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL, *d = NULL;
+        sd_event *e = NULL;
+        FindResult f = {};
+        FetchResult g = {};
+        const char *releases = _i ? "metadata/1.releases.json" : "metadata/releases.json";
+
+        repo_setup(_i, true);
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+        c = client_new();
+
+        /* refused at once: no refresh yet */
+        ck_assert_int_eq(tuf_client_find_target_async(c, e, "hello.txt", find_done, &f), -EBUSY);
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+
+        /* in the top-level targets: no delegated role is loaded */
+        find_async(c, e, "hello.txt", &f);
+        ck_assert_int_eq(f.error, 0);
+        ck_assert_str_eq(f.t->path, "hello.txt");
+        ck_assert_uint_eq(f.t->length, strlen(hello));
+        ck_assert_ptr_null(tuf_client_error_context(c));
+        ck_assert(!file_exists(md, "releases.json"));
+        fetch_async(c, e, f.t, &g);
+        ck_assert_int_eq(g.error, 0);
+        ck_assert_uint_eq(g.size, strlen(hello));
+        ck_assert_str_eq(g.data, hello);
+
+        /* through the delegation: releases fetched (its consistent-snapshot
+         * name), verified and persisted */
+        find_async(c, e, "payloads/a.tar", &f);
+        ck_assert_int_eq(f.error, 0);
+        ck_assert_str_eq(f.t->path, "payloads/a.tar");
+        ck_assert(file_exists(md, "releases.json"));
+        ck_assert_ptr_nonnull(tuf_trusted_set_targets(tuf_client_trusted(c), "releases"));
+        ck_assert_uint_eq(served(releases, 200), 1);
+        fetch_async(c, e, f.t, &g);
+        ck_assert_int_eq(g.error, 0);
+        ck_assert_str_eq(g.data, payload);
+
+        /* again: the trusted role is searched, nothing fetched */
+        find_async(c, e, "payloads/a.tar", &f);
+        ck_assert_int_eq(f.error, 0);
+        ck_assert_uint_eq(served(releases, 200), 1);
+
+        /* a new client finds releases in its cache */
+        d = client_new();
+        ck_assert_int_eq(tuf_client_refresh(d), 0);
+        find_async(d, e, "payloads/a.tar", &f);
+        ck_assert_int_eq(f.error, 0);
+        ck_assert_uint_eq(served(releases, 200), 1);
+
+        /* nowhere: -ENOENT, with the sync call's context */
+        find_async(c, e, "payloads/none.tar", &f);
+        ck_assert_int_eq(f.error, -ENOENT);
+        context_has(c, "no trusted role lists it");
+        find_async(c, e, "none.txt", &f);
+        ck_assert_int_eq(f.error, -ENOENT);
+        /* not a valid path: through done() too */
+        find_async(c, e, "payloads/../hello.txt", &f);
+        ck_assert_int_eq(f.error, -EINVAL);
+        context_has(c, "not a valid target path");
+
+        free(g.data);
+        c = tuf_client_free(c);
+        d = tuf_client_free(d);
+        sd_event_unref(e);
+}
+END_TEST
+
+/* The search's rules are the synchronous one's (it is the same code):
+ * order, terminating delegations, cycles, the cap. */
+START_TEST(test_find_async_rules) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL, *capped = NULL;
+        sd_event *e = NULL;
+        FindResult f = {};
+        TufHashes h;
+        char dir[PATH_MAX * 2];
+        size_t a, a1, b, t;
+
+        /* targets -> a -> a1 -> a (a cycle); targets -> t (terminating for
+         * "t/ANY"); targets -> b (any two components) */
+        snprintf(dir, sizeof(dir), "%s/%s", nginx.www, name);
+        repo_init(&repo, dir, true);
+        a = repo_add_role(&repo, 0, "a", "x/*", false);
+        t = repo_add_role(&repo, 0, "t", "t/*", true);
+        b = repo_add_role(&repo, 0, "b", "*/*", false);
+        a1 = repo_add_role(&repo, a, "a1", "x/*", false);
+        repo_delegate(&repo, a1, a, "x/*");
+        repo_add_target(&repo, b, "x/file", "from b", 6);
+        repo_add_target(&repo, a1, "x/file", "from a1", 7);
+        repo_add_target(&repo, b, "t/file", "from b", 6);
+        repo_write_root(&repo, NULL, 0);
+        repo_publish(&repo);
+        (void) t;
+
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+
+        /* pre-order: a1 (below a) before b, across the cycle back to a */
+        find_async(c, e, "x/file", &f);
+        ck_assert_int_eq(f.error, 0);
+        ck_assert_int_eq(tuf_hashes_compute("from a1", 7, &h), 0);
+        ck_assert(memcmp(f.t->hashes.sha256, h.sha256, 32) == 0);
+        ck_assert(!file_exists(md, "b.json"));
+        ck_assert_uint_eq(served("metadata/1.a.json", 200), 1);
+        ck_assert_uint_eq(served("metadata/1.a1.json", 200), 1);
+
+        /* t is terminating for t/ANY and lists nothing: b is never asked */
+        find_async(c, e, "t/file", &f);
+        ck_assert_int_eq(f.error, -ENOENT);
+        ck_assert(!file_exists(md, "b.json"));
+        ck_assert(file_exists(md, "t.json"));
+
+        /* the cycle does not keep b from being reached */
+        find_async(c, e, "x/none", &f);
+        ck_assert_int_eq(f.error, -ENOENT);
+        ck_assert(file_exists(md, "b.json"));
+        ck_assert_uint_eq(served("metadata/1.a.json", 200), 1);
+
+        /* two roles visited at most: targets and a; a1 is out of reach */
+        capped = client_new_with(&(TufClientOptions){.max_delegations = 2});
+        ck_assert_int_eq(tuf_client_refresh(capped), 0);
+        find_async(capped, e, "x/file", &f);
+        ck_assert_int_eq(f.error, -ENOENT);
+
+        c = tuf_client_free(c);
+        capped = tuf_client_free(capped);
+        sd_event_unref(e);
+}
+END_TEST
+
+/* A delegated role that does not verify is refused, not persisted, and the
+ * search ends there with the role's name as context. */
+START_TEST(test_find_async_tampered_role) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL, *d = NULL;
+        _cleanup_free_ char *good = NULL, *bad = NULL;
+        sd_event *e = NULL;
+        FindResult f = {};
+        size_t size;
+
+        /* signed by a key the delegation does not name (no meta hashes in
+         * snapshot, so only the signature can tell) */
+        repo_setup(false, false);
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+        good = repo_read(&repo, "releases.json", &size);
+        repo_key_done(&repo.roles[1].key);
+        repo_key_new(&repo.roles[1].key);
+        repo_write_role(&repo, 1);
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        find_async(c, e, "payloads/a.tar", &f);
+        ck_assert_int_eq(f.error, -EBADMSG);
+        ck_assert_str_eq(tuf_client_error_context(c), "releases.json");
+        ck_assert(!file_exists(md, "releases.json"));
+        ck_assert_ptr_null(tuf_trusted_set_targets(tuf_client_trusted(c), "releases"));
+        /* top-level targets are still found */
+        find_async(c, e, "hello.txt", &f);
+        ck_assert_int_eq(f.error, 0);
+
+        /* one byte changed with the hashes in snapshot: the hash tells */
+        repo_done(&repo);
+        fixture_rm_rf(md);
+        repo_setup(false, true);
+        init_root();
+        bad = repo_read(&repo, "releases.json", &size);
+        bad[size / 2] ^= 1;
+        repo_put(&repo, "releases.json", bad, size);
+        d = client_new();
+        ck_assert_int_eq(tuf_client_refresh(d), 0);
+        find_async(d, e, "payloads/a.tar", &f);
+        ck_assert_int_eq(f.error, -EBADMSG);
+        ck_assert_str_eq(tuf_client_error_context(d), "releases.json");
+        ck_assert(!file_exists(md, "releases.json"));
+
+        /* gone from the server: the download's context */
+        free(bad);
+        bad = path_join(repo.metadata, "releases.json");
+        ck_assert_int_eq(unlink(bad), 0);
+        find_async(d, e, "payloads/a.tar", &f);
+        ck_assert_int_eq(f.error, -ENOENT);
+        context_has(d, "releases.json: download from https://");
+
+        c = tuf_client_free(c);
+        d = tuf_client_free(d);
+        sd_event_unref(e);
+}
+END_TEST
+
+/* Bytes the server swapped are refused before done() sees them. */
+START_TEST(test_fetch_async_refused) {
+        _cleanup_(tuf_client_freep) TufClient *c = NULL;
+        _cleanup_free_ char *evil = strdup(hello);
+        sd_event *e = NULL;
+        FindResult f = {};
+        FetchResult g = {};
+        TufTargetFile forged = {.path = (char *) "/etc/passwd", .length = 1};
+
+        repo_setup(_i, true);
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        find_async(c, e, "hello.txt", &f);
+        ck_assert_int_eq(f.error, 0);
+
+        /* same length, other bytes */
+        evil[0] = 'J';
+        repo_serve_target_bytes(&repo, f.t, evil, strlen(evil));
+        fetch_async(c, e, f.t, &g);
+        ck_assert_int_eq(g.error, -EBADMSG);
+        ck_assert_ptr_null(g.data);
+        context_has(c, "verifying the download from https://");
+
+        /* longer: the signed length caps the transfer */
+        repo_serve_target_bytes(&repo, f.t, payload, strlen(payload));
+        fetch_async(c, e, f.t, &g);
+        ck_assert_int_eq(g.error, -EFBIG);
+        context_has(c, "download from https://");
+
+        /* back to the signed bytes */
+        repo_serve_target_bytes(&repo, f.t, hello, strlen(hello));
+        fetch_async(c, e, f.t, &g);
+        ck_assert_int_eq(g.error, 0);
+        ck_assert_str_eq(g.data, hello);
+
+        /* an invalid path, through done() */
+        fetch_async(c, e, &forged, &g);
+        ck_assert_int_eq(g.error, -EINVAL);
+        context_has(c, "not a valid target path");
+
+        free(g.data);
+        c = tuf_client_free(c);
+        sd_event_unref(e);
+}
+END_TEST
+
+/*
+ * The point of it all: a delegated role and a manifest served at 64 bytes/s
+ * (nginx's /slow/) while a timer on the same loop keeps firing on time.
+ * A blocking search would hold the loop for the whole transfer.
+ */
+START_TEST(test_find_fetch_async_slow) {
+        _cleanup_(tuf_client_freep) TufClient *fast = NULL, *c = NULL;
+        _cleanup_free_ char *manifest = repeat('m', 128);
+        char slow_metadata[600], slow_targets[600], logged[1024];
+        sd_event *e = NULL;
+        FindResult f = {};
+        FetchResult g = {};
+        Ticker tick;
+        uint64_t start, took;
+        char dir[PATH_MAX * 2];
+        size_t releases;
+
+        snprintf(dir, sizeof(dir), "%s/%s", nginx.www, name);
+        repo_init(&repo, dir, false);
+        repo.meta_hashes = false; /* a smaller timestamp.json: a shorter test */
+        releases = repo_add_role(&repo, 0, "releases", "manifests/*", false);
+        repo_add_target(&repo, releases, "manifests/slow.yaml", manifest, strlen(manifest));
+        repo_write_root(&repo, NULL, 0);
+        repo_publish(&repo);
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+
+        /* snapshot and targets cached, fast */
+        fast = client_new();
+        ck_assert_int_eq(tuf_client_refresh(fast), 0);
+        fast = tuf_client_free(fast);
+
+        snprintf(slow_metadata, sizeof(slow_metadata), "%s/slow/%s/metadata", nginx.https, name);
+        snprintf(slow_targets, sizeof(slow_targets), "%s/slow/%s/targets", nginx.https, name);
+        c = client_new_with(&(TufClientOptions){
+                .metadata_url = slow_metadata,
+                .target_base_url = slow_targets,
+                .fetch = {.low_speed_bytes = 8, .low_speed_sec = 30},
+        });
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+
+        ticker_start(&tick, e);
+        start = mono_usec();
+        find_async(c, e, "manifests/slow.yaml", &f);
+        took = mono_usec() - start;
+        ck_assert_int_eq(f.error, 0);
+        snprintf(logged, sizeof(logged), "/slow/%s/metadata/releases.json", name);
+        nginx_sync();
+        ck_assert_uint_eq(nginx_count(&nginx, logged, 200), 1);
+        /* it was slow (a role of some hundred bytes at 64 B/s), and the timer
+         * kept running: about took / TICK_USEC times, never held up long */
+        ck_assert_uint_ge(took, 2000000U);
+        ck_assert_uint_ge(tick.ticks, took / TICK_USEC / 2);
+        ck_assert_uint_lt(tick.max_late, 250000U);
+        fprintf(stderr, "slow role: %" PRIu64 " ms, %u ticks, loop held up at most %" PRIu64 " ms\n",
+                took / 1000, tick.ticks, tick.max_late / 1000);
+
+        sd_event_source_disable_unref(tick.source);
+        ticker_start(&tick, e);
+        start = mono_usec();
+        fetch_async(c, e, f.t, &g);
+        took = mono_usec() - start;
+        ck_assert_int_eq(g.error, 0);
+        ck_assert_str_eq(g.data, manifest);
+        ck_assert_uint_ge(took, 2000000U);
+        ck_assert_uint_ge(tick.ticks, took / TICK_USEC / 2);
+        ck_assert_uint_lt(tick.max_late, 250000U);
+        fprintf(stderr, "slow manifest: %" PRIu64 " ms, %u ticks, loop held up at most %" PRIu64 " ms\n",
+                took / 1000, tick.ticks, tick.max_late / 1000);
+
+        free(g.data);
+        sd_event_source_disable_unref(tick.source);
+        c = tuf_client_free(c);
+        sd_event_unref(e);
+}
+END_TEST
+
+typedef struct Chain {
+        sd_event *e;
+        unsigned calls;
+        FetchResult fetch;
+} Chain;
+
+/* done() may start the next operation: the fetch of what was found. */
+static void chain_fetch(TufClient *c, int error, const TufTargetFile *t, void *userdata) {
+        Chain *ch = userdata;
+
+        ch->calls++;
+        ck_assert_int_eq(error, 0);
+        ck_assert_int_eq(tuf_client_fetch_target_async(c, ch->e, t, fetch_done, &ch->fetch), 0);
+}
+
+/* One operation at a time; done() may free the client or start the next
+ * one; a client freed mid-operation never calls done(). */
+START_TEST(test_find_async_busy_and_free) {
+        TufClient *c = NULL;
+        sd_event *e = NULL;
+        FindResult a = {}, b = {};
+        FetchResult g = {};
+        Chain ch = {};
+        const TufTargetFile *t;
+        char *data = NULL;
+        size_t size;
+
+        repo_setup(false, true);
+        init_root();
+        ck_assert_int_ge(sd_event_new(&e), 0);
+        ch.e = e;
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+
+        ck_assert_int_eq(tuf_client_find_target_async(c, e, "payloads/a.tar", find_done, &a), 0);
+        ck_assert_int_eq(tuf_client_find_target_async(c, e, "hello.txt", find_done, &b), -EBUSY);
+        ck_assert_int_eq(tuf_client_find_target(c, "hello.txt", &t), -EBUSY);
+        ck_assert_int_eq(tuf_client_fetch_target(c, &repo.roles[0].files[0], &data, &size), -EBUSY);
+        ck_assert_int_eq(tuf_client_fetch_target_async(c, e, &repo.roles[0].files[0], fetch_done, &g),
+                         -EBUSY);
+        ck_assert_int_eq(tuf_client_refresh_async(c, e, async_done, &(AsyncResult){}), -EBUSY);
+        /* dropped while releases.json is on its way */
+        for (int i = 0; i < 2; i++)
+                ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
+        c = tuf_client_free(c);
+        for (int i = 0; i < 50; i++)
+                ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
+        ck_assert_uint_eq(a.calls, 0);
+        ck_assert_uint_eq(b.calls, 0);
+
+        /* freed from inside done() */
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        a = (FindResult){.free_client = true, .client = &c};
+        ck_assert_int_eq(tuf_client_find_target_async(c, e, "payloads/a.tar", find_done, &a), 0);
+        run_until(e, &a.calls);
+        ck_assert_int_eq(a.error, 0);
+        ck_assert_ptr_null(c);
+
+        /* a fetch dropped mid-way */
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target(c, "payloads/a.tar", &t), 0);
+        ck_assert_int_eq(tuf_client_fetch_target_async(c, e, t, fetch_done, &g), 0);
+        ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
+        c = tuf_client_free(c);
+        for (int i = 0; i < 50; i++)
+                ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
+        ck_assert_uint_eq(g.calls, 0);
+
+        /* the next operation started from done() */
+        c = client_new();
+        ck_assert_int_eq(tuf_client_refresh(c), 0);
+        ck_assert_int_eq(tuf_client_find_target_async(c, e, "payloads/a.tar", chain_fetch, &ch), 0);
+        run_until(e, &ch.fetch.calls);
+        ck_assert_uint_eq(ch.calls, 1);
+        ck_assert_int_eq(ch.fetch.error, 0);
+        ck_assert_str_eq(ch.fetch.data, payload);
+        free(ch.fetch.data);
+        c = tuf_client_free(c);
+
+        sd_event_unref(e);
+}
+END_TEST
+
 static Suite *tuf_client_suite(void) {
         Suite *s = suite_create("tuf-client");
         TCase *tc = tcase_create("scenarios");
@@ -1097,6 +1615,18 @@ static Suite *tuf_client_suite(void) {
         tcase_add_loop_test(tc, test_refresh_async, 0, 2);
         tcase_add_test(tc, test_refresh_async_refusals);
         tcase_add_test(tc, test_refresh_async_free);
+        tcase_add_loop_test(tc, test_find_async, 0, 2);
+        tcase_add_test(tc, test_find_async_rules);
+        tcase_add_test(tc, test_find_async_tampered_role);
+        tcase_add_loop_test(tc, test_fetch_async_refused, 0, 2);
+        tcase_add_test(tc, test_find_async_busy_and_free);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("async-slow");
+        tcase_set_timeout(tc, 90);
+        tcase_add_unchecked_fixture(tc, nginx_setup, nginx_teardown);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_find_fetch_async_slow);
         suite_add_tcase(s, tc);
         return s;
 }
