@@ -33,8 +33,10 @@
  * transaction continues through the same code (the resume rules are the
  * table at the top of transaction.c). Work that takes long runs on the loop
  * (transfers, the desktop's shutdown, the trial) or in the child (apply,
- * retention); catalog operations are O(1) and run inline. The manifest list
- * is fetched with the TUF client's blocking calls (small files, a handful).
+ * retention); catalog operations are O(1) and run inline. The select step
+ * is a chain of the TUF client's asynchronous calls on the loop too (the
+ * delegated roles, then each listed manifest searched and fetched one after
+ * the other); only the Windows build is read inline from the disk.
  *
  * The effective trial policy: the longer boot timeout and the longer
  * stability window of the manifest's and the configuration's ([window]),
@@ -94,6 +96,26 @@ typedef struct Candidate {
         size_t size;
 } Candidate;
 
+/* The select step, a chain of the TUF client's asynchronous calls: the
+ * probe search (it loads the delegated roles), then a search and a fetch
+ * for each listed manifest, one after the other, then the payloads of the
+ * chosen one. */
+typedef struct Select {
+        Installed installed;
+        char **paths;     /* the listed manifests */
+        size_t next;      /* the next of paths to load */
+        bool own_first;   /* a resumed transaction: its own manifest first */
+        const char *path; /* the manifest being loaded (in paths, or the tx's) */
+        uint64_t length;  /* its signed length and hashes */
+        TufHashes hashes;
+        Candidate *cands;
+        size_t n_cands;
+        uint64_t build;
+        size_t chosen;       /* in cands */
+        TxPayload *payloads; /* the chosen manifest's, as the search found them */
+        size_t n_payloads;
+} Select;
+
 typedef struct Window {
         Job *job;
         Manager *m;
@@ -101,6 +123,7 @@ typedef struct Window {
         TxResume resume; /* the first step of a resumed transaction; _TX_RESUME_INVALID otherwise */
 
         TufClient *tuf;
+        Select *select;          /* the select step under way */
         PatchManifest *manifest; /* the transaction's, verified */
         size_t payload_index;    /* the payload being downloaded */
         uint64_t bytes_before, bytes_total;
@@ -372,6 +395,23 @@ static void free_candidates(Candidate *c, size_t n) {
         free(c);
 }
 
+static void free_payloads(TxPayload *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(p[i].path);
+        free(p);
+}
+
+static Select *select_free(Select *s) {
+        if (!s)
+                return NULL;
+        installed_done(&s->installed);
+        strv_free(s->paths);
+        free_candidates(s->cands, s->n_cands);
+        free_payloads(s->payloads, s->n_payloads);
+        free(s);
+        return NULL;
+}
+
 /* ---- the end ------------------------------------------------------------------------ */
 
 static JobOutcome outcome_of(const Window *w) {
@@ -392,6 +432,7 @@ static void window_release(Window *w) {
         w->next = sd_event_source_disable_unref(w->next);
         w->retry = sd_event_source_disable_unref(w->retry);
         w->tuf = tuf_client_free(w->tuf);
+        w->select = select_free(w->select);
         w->worker = worker_free(w->worker);
         w->trial = trial_free(w->trial);
         if (w->catalog) {
@@ -543,6 +584,7 @@ static void window_abort(Window *w, TxState where, const char *format, ...) {
         }
 
         w->tuf = tuf_client_free(w->tuf);
+        w->select = select_free(w->select);
         w->worker = worker_free(w->worker);
         if (w->catalog) {
                 r = catalog_discard_stage(w->catalog);
@@ -640,44 +682,6 @@ static uint64_t read_windows_build(Window *w) {
         return info.build;
 }
 
-/* Fetch and parse one listed manifest. 0 and *ret filled, or < 0 (logged). */
-static int load_candidate(Window *w, const char *path, Candidate *ret) {
-        _cleanup_(patch_manifest_freep) PatchManifest *m = NULL;
-        _cleanup_free_ char *text = NULL, *error = NULL, *copy = NULL;
-        const TufTargetFile *t;
-        size_t size;
-        int r;
-
-        r = tuf_client_find_target(w->tuf, path, &t);
-        if (r < 0)
-                return log_warning_errno(r, "Manifest %s: %s: %s", path,
-                                         tuf_client_error_context(w->tuf) ?: "not found", cause(r));
-        if (t->length > MANIFEST_SIZE_MAX)
-                return log_warning_errno(-EFBIG,
-                                         "Manifest %s: %" PRIu64 " bytes, more than a manifest may be", path,
-                                         t->length);
-        r = tuf_client_fetch_target(w->tuf, t, &text, &size);
-        if (r < 0)
-                return log_warning_errno(r, "Manifest %s: %s: %s", path,
-                                         tuf_client_error_context(w->tuf) ?: "download", cause(r));
-        /* Verified: parse. */
-        r = patch_manifest_parse(text, size, &m, &error);
-        if (r < 0)
-                return log_warning_errno(r, "Manifest %s: %s", path, error ?: strerror(-r));
-        copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        *ret = (Candidate){
-                .manifest = TAKE_PTR(m),
-                .path = TAKE_PTR(copy),
-                .length = t->length,
-                .hashes = t->hashes,
-                .text = TAKE_PTR(text),
-                .size = size,
-        };
-        return 0;
-}
-
 static bool strv_has(char *const *l, const char *s) {
         for (size_t i = 0; l && l[i]; i++)
                 if (streq(l[i], s))
@@ -688,17 +692,13 @@ static bool strv_has(char *const *l, const char *s) {
 /* Every "manifests/NAME.yaml" target the trusted targets roles list: the
  * top-level one and the roles it delegates that path to (one level, as
  * oob-repo publishes: targets -> releases). The search for a probe path
- * loads those roles. */
+ * (act_select()) has loaded those roles. */
 static int list_manifest_paths(Window *w, char ***ret) {
         _cleanup_strv_free_ char **paths = NULL, **roles = NULL;
         const TufTrustedSet *set;
-        const TufTargetFile *found;
         const TufTargets *top;
         int r;
 
-        r = tuf_client_find_target(w->tuf, MANIFEST_PROBE, &found);
-        if (r < 0 && r != -ENOENT)
-                return r;
         set = tuf_client_trusted(w->tuf);
         top = tuf_trusted_set_targets(set, "targets");
         if (!top)
@@ -743,61 +743,27 @@ static bool hashes_equal(const TufHashes *a, const TufHashes *b) {
         return false;
 }
 
-/* The transaction takes manifest c: its identity, payloads and trial
- * policy, and its bytes beside the transaction file. */
-static int adopt_manifest(Window *w, Candidate *c, uint64_t build) {
+/* The transaction takes the chosen manifest: its identity, its payloads
+ * (as the select step found them: taken from s) and trial policy, and its
+ * bytes beside the transaction file. */
+static int adopt_manifest(Window *w, Select *s) {
         Transaction *t = w->tx;
+        Candidate *c = &s->cands[s->chosen];
         const PatchManifest *m = c->manifest;
         _cleanup_free_ char *path = NULL;
-        TxPayload *payloads = NULL;
-        size_t n = strv_length(m->payloads);
         int r;
-
-        if (n > TRANSACTION_PAYLOADS_MAX)
-                return -E2BIG;
-        if (n > 0) {
-                payloads = calloc(n, sizeof(TxPayload));
-                if (!payloads)
-                        return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++) {
-                const TufTargetFile *f;
-
-                r = tuf_client_find_target(w->tuf, m->payloads[i], &f);
-                if (r < 0) {
-                        log_error_errno(r, "Payload %s of %s: %s: %m", m->payloads[i], m->id,
-                                        tuf_client_error_context(w->tuf) ?: "not listed");
-                        for (size_t k = 0; k < i; k++)
-                                free(payloads[k].path);
-                        free(payloads);
-                        return r;
-                }
-                payloads[i] = (TxPayload){.path = strdup(f->path), .length = f->length, .hashes = f->hashes};
-                if (!payloads[i].path) {
-                        for (size_t k = 0; k <= i; k++)
-                                free(payloads[k].path);
-                        free(payloads);
-                        return -ENOMEM;
-                }
-        }
 
         path = path_join(cfg(w)->state_dir, TRANSACTION_MANIFEST_FILE);
         if (!path)
-                r = -ENOMEM;
-        else
-                r = write_file_atomic(path, c->text, c->size, 0600);
-        if (r < 0) {
-                for (size_t k = 0; k < n; k++)
-                        free(payloads[k].path);
-                free(payloads);
+                return -ENOMEM;
+        r = write_file_atomic(path, c->text, c->size, 0600);
+        if (r < 0)
                 return r;
-        }
 
-        for (size_t i = 0; i < t->n_payloads; i++)
-                free(t->payloads[i].path);
-        free(t->payloads);
-        t->payloads = payloads;
-        t->n_payloads = n;
+        free_payloads(t->payloads, t->n_payloads);
+        t->payloads = TAKE_PTR(s->payloads);
+        t->n_payloads = s->n_payloads;
+        s->n_payloads = 0;
         free(t->manifest_target);
         free(t->manifest_id);
         t->manifest_target = strdup(c->path);
@@ -807,8 +773,8 @@ static int adopt_manifest(Window *w, Candidate *c, uint64_t build) {
         t->manifest_version = m->version;
         t->manifest_length = c->size;
         t->manifest_hashes = c->hashes;
-        if (build > 0)
-                t->windows_build = build;
+        if (s->build > 0)
+                t->windows_build = s->build;
         t->boot_timeout_sec = MAX(m->trial.boot_timeout_sec, cfg(w)->trial_boot_timeout);
         t->stability_sec = MAX(m->trial.stability_sec, cfg(w)->trial_stability);
         t->attempts = m->trial.attempts ?: 1;
@@ -817,83 +783,212 @@ static int adopt_manifest(Window *w, Candidate *c, uint64_t build) {
         return 0;
 }
 
-static void act_select(Window *w) {
-        _cleanup_strv_free_ char **paths = NULL;
-        _cleanup_(installed_done) Installed installed = {};
-        _cleanup_free_ char *error = NULL;
-        _cleanup_free_ const char **why = NULL;
-        _cleanup_free_ PatchManifest **list = NULL;
-        Candidate *cands = NULL;
-        size_t n = 0;
-        uint64_t build = 0;
-        bool need_build = false;
-        int r, chosen;
+/*
+ * The select step runs on the loop as a chain of the TUF client's
+ * asynchronous calls, each continuing in the next one's done():
+ *
+ *   act_select()            the probe search: loads the roles manifests are
+ *                           delegated to
+ *   on_probe_found()        list the manifests
+ *   select_load_next()      for each (a resumed transaction's own first):
+ *   on_candidate_found()      its search,
+ *   on_candidate_fetched()    its fetch, verified, then parsed
+ *   select_choose()         window_choose_manifest()
+ *   select_payload_next()   the chosen one's payloads, searched
+ *   select_adopt()          the transaction takes it
+ *
+ * A cancel frees w->tuf (window_cancel()), so no done() comes after it;
+ * window_release() frees the step's state.
+ */
 
-        job_progress(w->job, JOB_STEP_SELECT, 0, "looking for a manifest for this device");
+static void select_load_next(Window *w);
+static void select_choose(Window *w);
+static void select_payload_next(Window *w);
 
-        r = installed_load(cfg(w)->state_dir, &installed, &error);
-        if (r < 0) {
-                window_abort(w, TX_REFRESHING, "cannot read %s/" INSTALLED_FILE ": %s", cfg(w)->state_dir,
-                             error ?: strerror(-r));
+/* A cancel that came between two calls: window_step() handles it. */
+static bool select_cancelled(Window *w) {
+        if (!w->job->cancel_requested)
+                return false;
+        schedule(w);
+        return true;
+}
+
+static void on_probe_found(TufClient *c, int error, const TufTargetFile *t, void *userdata) {
+        Window *w = userdata;
+        Select *s = w->select;
+        int r = error == -ENOENT ? 0 : error; /* the probe is not meant to exist */
+
+        if (select_cancelled(w))
                 return;
-        }
-        r = list_manifest_paths(w, &paths);
+        if (r >= 0)
+                r = list_manifest_paths(w, &s->paths);
         if (r < 0) {
                 window_abort(w, TX_REFRESHING, "cannot list the manifests: %s: %s",
-                             tuf_client_error_context(w->tuf) ?: "search", cause(r));
+                             tuf_client_error_context(c) ?: "search", cause(r));
                 return;
         }
 
-        cands = calloc(MAX(strv_length(paths), 1U), sizeof(Candidate));
-        if (!cands) {
+        s->cands = calloc(MAX(strv_length(s->paths), 1U), sizeof(Candidate));
+        if (!s->cands) {
                 window_abort(w, TX_REFRESHING, "out of memory");
                 return;
         }
         /* A resumed transaction keeps its manifest while the repository
          * still lists the same bytes. */
         if (w->tx && w->tx->manifest_id) {
-                for (size_t i = 0; paths && paths[i]; i++)
-                        if (streq(paths[i], w->tx->manifest_target)) {
-                                Candidate c;
-
-                                if (load_candidate(w, paths[i], &c) >= 0) {
-                                        if (hashes_equal(&c.hashes, &w->tx->manifest_hashes))
-                                                cands[n++] = c;
-                                        else
-                                                candidate_done(&c);
-                                }
-                                break;
-                        }
-                if (n == 0)
+                s->own_first = w->tx->manifest_target && strv_has(s->paths, w->tx->manifest_target);
+                if (!s->own_first)
                         log_notice("Transaction %s: manifest %s changed or is gone; choosing again.",
                                    w->tx->id, w->tx->manifest_target);
         }
-        if (n == 0)
-                for (size_t i = 0; paths && paths[i]; i++)
-                        if (load_candidate(w, paths[i], &cands[n]) >= 0)
-                                n++;
+        select_load_next(w);
+}
+
+/* The manifest being loaded is done with, kept or not: on to the next. */
+static void select_loaded(Window *w, bool kept) {
+        Select *s = w->select;
+
+        if (s->own_first) {
+                s->own_first = false;
+                if (kept) {
+                        select_choose(w);
+                        return;
+                }
+                log_notice("Transaction %s: manifest %s changed or is gone; choosing again.", w->tx->id,
+                           w->tx->manifest_target);
+        }
+        select_load_next(w);
+}
+
+static void on_candidate_found(TufClient *c, int error, const TufTargetFile *t, void *userdata);
+
+/* Search the next listed manifest, or choose when all were loaded. */
+static void select_load_next(Window *w) {
+        Select *s = w->select;
+        int r;
+
+        for (;;) {
+                if (s->own_first)
+                        s->path = w->tx->manifest_target;
+                else if (s->paths && s->paths[s->next])
+                        s->path = s->paths[s->next++];
+                else {
+                        select_choose(w);
+                        return;
+                }
+                r = tuf_client_find_target_async(w->tuf, w->m->event, s->path, on_candidate_found, w);
+                if (r >= 0)
+                        return;
+                log_warning_errno(r, "Manifest %s: cannot start the search: %s", s->path, cause(r));
+                if (s->own_first) {
+                        s->own_first = false;
+                        log_notice("Transaction %s: manifest %s changed or is gone; choosing again.",
+                                   w->tx->id, w->tx->manifest_target);
+                }
+        }
+}
+
+static void on_candidate_fetched(TufClient *c, int error, char *data, size_t size, void *userdata);
+
+static void on_candidate_found(TufClient *c, int error, const TufTargetFile *t, void *userdata) {
+        Window *w = userdata;
+        Select *s = w->select;
+        int r;
+
+        if (select_cancelled(w))
+                return;
+        if (error < 0) {
+                log_warning_errno(error, "Manifest %s: %s: %s", s->path,
+                                  tuf_client_error_context(c) ?: "not found", cause(error));
+                select_loaded(w, false);
+                return;
+        }
+        if (t->length > MANIFEST_SIZE_MAX) {
+                log_warning_errno(-EFBIG, "Manifest %s: %" PRIu64 " bytes, more than a manifest may be",
+                                  s->path, t->length);
+                select_loaded(w, false);
+                return;
+        }
+        s->length = t->length;
+        s->hashes = t->hashes;
+        r = tuf_client_fetch_target_async(c, w->m->event, t, on_candidate_fetched, w);
+        if (r < 0) {
+                log_warning_errno(r, "Manifest %s: cannot start the download: %s", s->path, cause(r));
+                select_loaded(w, false);
+        }
+}
+
+static void on_candidate_fetched(TufClient *c, int error, char *data, size_t size, void *userdata) {
+        _cleanup_(patch_manifest_freep) PatchManifest *m = NULL;
+        _cleanup_free_ char *text = data, *parse_error = NULL, *copy = NULL;
+        Window *w = userdata;
+        Select *s = w->select;
+        int r;
+
+        if (select_cancelled(w))
+                return;
+        if (error < 0) {
+                log_warning_errno(error, "Manifest %s: %s: %s", s->path,
+                                  tuf_client_error_context(c) ?: "download", cause(error));
+                select_loaded(w, false);
+                return;
+        }
+        /* Verified: parse. */
+        r = patch_manifest_parse(text, size, &m, &parse_error);
+        if (r < 0) {
+                log_warning_errno(r, "Manifest %s: %s", s->path, parse_error ?: strerror(-r));
+                select_loaded(w, false);
+                return;
+        }
+        if (s->own_first && !hashes_equal(&s->hashes, &w->tx->manifest_hashes)) {
+                select_loaded(w, false);
+                return;
+        }
+        copy = strdup(s->path);
+        if (!copy) {
+                log_warning_errno(-ENOMEM, "Manifest %s: %s", s->path, strerror(ENOMEM));
+                select_loaded(w, false);
+                return;
+        }
+        s->cands[s->n_cands++] = (Candidate){
+                .manifest = TAKE_PTR(m),
+                .path = TAKE_PTR(copy),
+                .length = s->length,
+                .hashes = s->hashes,
+                .text = TAKE_PTR(text),
+                .size = size,
+        };
+        select_loaded(w, true);
+}
+
+static void select_choose(Window *w) {
+        _cleanup_free_ const char **why = NULL;
+        _cleanup_free_ PatchManifest **list = NULL;
+        Select *s = w->select;
+        size_t n = s->n_cands;
+        bool need_build = false;
+        int r, chosen;
 
         list = calloc(MAX(n, 1U), sizeof(PatchManifest *));
         why = calloc(MAX(n, 1U), sizeof(const char *));
         if (!list || !why) {
-                free_candidates(cands, n);
                 window_abort(w, TX_REFRESHING, "out of memory");
                 return;
         }
         for (size_t i = 0; i < n; i++) {
-                list[i] = cands[i].manifest;
+                list[i] = s->cands[i].manifest;
                 need_build = need_build || list[i]->os_build_min > 0 || list[i]->os_build_max > 0;
         }
         if (need_build)
-                build = read_windows_build(w);
+                s->build = read_windows_build(w);
 
-        chosen = window_choose_manifest(list, n, cfg(w)->groups, build, &installed, why);
+        chosen = window_choose_manifest(list, n, cfg(w)->groups, s->build, &s->installed, why);
         for (size_t i = 0; i < n; i++)
                 log_debug("Manifest %s version %" PRIu64 ": %s", list[i]->id, list[i]->version,
                           why[i] ?: "applies");
 
         if (chosen < 0) {
-                free_candidates(cands, n);
+                w->select = select_free(w->select);
                 if (!w->tx) {
                         check_finish(w, JOB_UP_TO_DATE, "nothing to apply: this device is up to date");
                         return;
@@ -917,13 +1012,20 @@ static void act_select(Window *w) {
                 if (asprintf(&summary, "%s version %" PRIu64 " is available: %s", list[chosen]->id,
                              list[chosen]->version, list[chosen]->description ?: "no description") < 0)
                         summary = NULL;
-                free_candidates(cands, n);
+                w->select = select_free(w->select);
                 check_finish(w, JOB_AVAILABLE, summary ?: "an update is available");
                 return;
         }
 
-        r = adopt_manifest(w, &cands[chosen], build);
-        free_candidates(cands, n);
+        s->chosen = (size_t) chosen;
+        select_payload_next(w);
+}
+
+static void select_adopt(Window *w) {
+        int r;
+
+        r = adopt_manifest(w, w->select);
+        w->select = select_free(w->select);
         if (r < 0) {
                 window_abort(w, TX_REFRESHING, "cannot take the manifest: %s", strerror(-r));
                 return;
@@ -936,6 +1038,91 @@ static void act_select(Window *w) {
         if (!enter_or_stop(w, TX_DOWNLOADING))
                 return;
         schedule(w);
+}
+
+static void on_payload_found(TufClient *c, int error, const TufTargetFile *t, void *userdata);
+
+/* The chosen manifest's payloads, searched one after the other (they may
+ * be delegated to roles no search loaded yet), then adopted. */
+static void select_payload_next(Window *w) {
+        Select *s = w->select;
+        const PatchManifest *m = s->cands[s->chosen].manifest;
+        size_t n = strv_length(m->payloads);
+        int r;
+
+        if (n > TRANSACTION_PAYLOADS_MAX) {
+                window_abort(w, TX_REFRESHING, "cannot take the manifest: %s", strerror(E2BIG));
+                return;
+        }
+        if (n > 0 && !s->payloads) {
+                s->payloads = calloc(n, sizeof(TxPayload));
+                if (!s->payloads) {
+                        window_abort(w, TX_REFRESHING, "cannot take the manifest: %s", strerror(ENOMEM));
+                        return;
+                }
+        }
+        if (s->n_payloads == n) {
+                select_adopt(w);
+                return;
+        }
+        r = tuf_client_find_target_async(w->tuf, w->m->event, m->payloads[s->n_payloads], on_payload_found,
+                                         w);
+        if (r < 0) {
+                log_error_errno(r, "Payload %s of %s: cannot start the search: %m",
+                                m->payloads[s->n_payloads], m->id);
+                window_abort(w, TX_REFRESHING, "cannot take the manifest: %s", strerror(-r));
+        }
+}
+
+static void on_payload_found(TufClient *c, int error, const TufTargetFile *t, void *userdata) {
+        Window *w = userdata;
+        Select *s = w->select;
+        const PatchManifest *m = s->cands[s->chosen].manifest;
+
+        if (select_cancelled(w))
+                return;
+        if (error < 0) {
+                log_error_errno(error, "Payload %s of %s: %s: %m", m->payloads[s->n_payloads], m->id,
+                                tuf_client_error_context(c) ?: "not listed");
+                window_abort(w, TX_REFRESHING, "cannot take the manifest: %s", strerror(-error));
+                return;
+        }
+        s->payloads[s->n_payloads] =
+                (TxPayload){.path = strdup(t->path), .length = t->length, .hashes = t->hashes};
+        if (!s->payloads[s->n_payloads].path) {
+                window_abort(w, TX_REFRESHING, "cannot take the manifest: %s", strerror(ENOMEM));
+                return;
+        }
+        s->n_payloads++;
+        select_payload_next(w);
+}
+
+static void on_probe_found(TufClient *c, int error, const TufTargetFile *t, void *userdata);
+
+static void act_select(Window *w) {
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        job_progress(w->job, JOB_STEP_SELECT, 0, "looking for a manifest for this device");
+
+        w->select = select_free(w->select);
+        w->select = calloc(1, sizeof(Select));
+        if (!w->select) {
+                window_abort(w, TX_REFRESHING, "out of memory");
+                return;
+        }
+        r = installed_load(cfg(w)->state_dir, &w->select->installed, &error);
+        if (r < 0) {
+                window_abort(w, TX_REFRESHING, "cannot read %s/" INSTALLED_FILE ": %s", cfg(w)->state_dir,
+                             error ?: strerror(-r));
+                return;
+        }
+        /* The search for a probe path loads the roles "manifests/" is
+         * delegated to: on_probe_found() then lists what they hold. */
+        r = tuf_client_find_target_async(w->tuf, w->m->event, MANIFEST_PROBE, on_probe_found, w);
+        if (r < 0)
+                window_abort(w, TX_REFRESHING, "cannot list the manifests: %s: %s",
+                             tuf_client_error_context(w->tuf) ?: "search", cause(r));
 }
 
 static void on_refreshed(TufClient *c, int error, void *userdata) {
@@ -994,8 +1181,9 @@ static void on_download_progress(TufClient *c, uint64_t done, uint64_t total, vo
                      w->bytes_total);
 }
 
+static void on_payload_listed(TufClient *c, int error, const TufTargetFile *f, void *userdata);
+
 static void act_download(Window *w) {
-        const TufTargetFile *f;
         const TxPayload *p;
         int r;
 
@@ -1020,19 +1208,35 @@ static void act_download(Window *w) {
                 schedule(w);
                 return;
         }
+        /* Its signed info again (the roles are trusted since the select
+         * step: no transfer), then the download. */
         p = &w->tx->payloads[w->payload_index];
-        r = tuf_client_find_target(w->tuf, p->path, &f);
+        r = tuf_client_find_target_async(w->tuf, w->m->event, p->path, on_payload_listed, w);
+        if (r < 0)
+                window_abort(w, TX_DOWNLOADING, "payload %s: %s: %s", p->path,
+                             tuf_client_error_context(w->tuf) ?: "not listed", cause(r));
+}
+
+static void on_payload_listed(TufClient *c, int error, const TufTargetFile *f, void *userdata) {
+        Window *w = userdata;
+        const TxPayload *p = &w->tx->payloads[w->payload_index];
+        int r = error;
+
+        if (w->job->cancel_requested) {
+                schedule(w);
+                return;
+        }
         if (r >= 0 && (f->length != p->length || !hashes_equal(&f->hashes, &p->hashes)))
                 r = -ESTALE; /* changed since the manifest was chosen */
         if (r < 0) {
                 window_abort(w, TX_DOWNLOADING, "payload %s: %s: %s", p->path,
                              r == -ESTALE ? "changed in the repository during the window"
-                                          : tuf_client_error_context(w->tuf) ?: "not listed",
+                                          : tuf_client_error_context(c) ?: "not listed",
                              r == -ESTALE ? "the signed length or hashes differ" : cause(r));
                 return;
         }
-        r = tuf_client_download_target_async(w->tuf, w->m->event, f, cfg(w)->payload_dir,
-                                             on_download_progress, on_downloaded, w);
+        r = tuf_client_download_target_async(c, w->m->event, f, cfg(w)->payload_dir, on_download_progress,
+                                             on_downloaded, w);
         if (r < 0)
                 window_abort(w, TX_DOWNLOADING, "payload %s: cannot start the download: %s", p->path,
                              strerror(-r));
