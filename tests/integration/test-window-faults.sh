@@ -11,6 +11,10 @@
 #     "aborted": the restart sends the report, once;
 #   - rolled-back metadata (the server hands out an older timestamp than
 #     the one oobd trusts): the same;
+#   - manifests served at 64 bytes/s (nginx's /slow/ as targets-url): the
+#     select step runs on the loop, so oobd answers D-Bus within a second
+#     all along (the longest wait is printed); Cancel() during that select
+#     step: exit 6, aborted at the refresh step, "cancelled";
 #   - Cancel() during a (bandwidth-limited) download: exit 6, aborted and
 #     "cancelled" in the file and the report, the partial file kept;
 #   - no space while downloading (payload-dir on a 2 MiB tmpfs, an 8 MiB
@@ -149,6 +153,55 @@ mv "$REPO_DIR/public/metadata/timestamp.json.tmp" "$REPO_DIR/public/metadata/tim
 expect_aborted refreshing "rollback"
 "$OOB_REPO" --repo "$REPO_DIR" refresh >/dev/null 2>&1 || fail "oob-repo refresh"
 ok "rolled-back metadata: aborted at the refresh (a rollback attack), reported, nothing applied (exit 1)"
+
+# ---- a slow repository during the select step --------------------------------------------
+# The manifest (a few hundred bytes) comes at 64 B/s: seconds of transfer,
+# during which oobd must keep serving the bus.
+publish 2026-08-slow 1024
+cp "$CONFIG" "$w/oobd.conf.orig"
+set_config repository targets-url "$NGINX_HTTPS/slow/targets"
+start_oobd
+# bus_latency_ms PROPERTY: how long oobd takes to answer a property read
+bus_latency_ms() {
+	local t0=${EPOCHREALTIME/./} v
+	v=$(busctl --address="$OOBD_BUS" --timeout=60 get-property org.oob.Manager1 /org/oob/Manager1 org.oob.Manager1 "$1") ||
+		fail "reading $1"
+	echo "$((((${EPOCHREALTIME/./}) - t0) / 1000)) $v"
+}
+timeout 60 "$OOBCTL" update check --bus-address "$OOBD_BUS" >"$w/out" 2>&1 &
+checker=$!
+max=0 in_select=0 reads=0
+while alive "$checker"; do
+	read -r ms step < <(bus_latency_ms JobStep)
+	reads=$((reads + 1))
+	[ "$ms" -gt "$max" ] && max=$ms
+	[ "$step" = 's "select"' ] && in_select=$((in_select + 1))
+	sleep 0.05
+done
+rc=0
+wait "$checker" || rc=$?
+[ $rc -eq 0 ] && grep -q 2026-08-slow "$w/out" || { cat "$w/out" >&2; fail "slow select: update check: exit $rc"; }
+grep -q "GET /slow/targets/manifests/.*2026-08-slow.yaml HTTP/1.1\" 200" "$NGINX_LOG" ||
+	fail "slow select: the manifest did not come through /slow/"
+[ "$in_select" -ge 5 ] || fail "slow select: only $in_select of $reads reads saw the select step (not slow?)"
+echo "slow select: $reads property reads, $in_select during the select step, the longest took $max ms"
+[ "$max" -lt 1000 ] || fail "slow select: oobd took $max ms to answer the bus during the select step"
+# Cancelled in the middle of it: the window stops, nothing changed.
+timeout 60 "$OOBCTL" update now --wait --bus-address "$OOBD_BUS" >"$w/out" 2>&1 &
+waiter=$!
+wait_for 20 "the select step" bash -c "busctl --address='$OOBD_BUS' get-property org.oob.Manager1 /org/oob/Manager1 org.oob.Manager1 JobStep | grep -q select"
+busctl --address="$OOBD_BUS" call org.oob.Manager1 /org/oob/Manager1 org.oob.Manager1 Cancel >/dev/null ||
+	fail "Cancel"
+rc=0
+wait "$waiter" || rc=$?
+[ $rc -eq 6 ] || { cat "$w/out" >&2; fail "slow select: cancel: update now --wait: exit $rc, expected 6"; }
+[ "$(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')" = "aborted true refreshing cancelled" ] ||
+	fail "slow select: cancel: the file says $(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')"
+alive "$OOBD_PID" || fail "slow select: oobd is gone"
+unpublish 2026-08-slow
+cp "$w/oobd.conf.orig" "$CONFIG"
+start_oobd
+ok "manifests at 64 B/s: the bus answered within $max ms all through the select step; Cancel() there stops the window (exit 6)"
 
 # ---- cancelled while downloading --------------------------------------------------------
 publish 2026-08-cancel $((4 * 1024 * 1024))
