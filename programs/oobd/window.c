@@ -813,6 +813,12 @@ static bool select_cancelled(Window *w) {
         return true;
 }
 
+/* A resumed transaction's manifest is not kept. */
+static void log_choosing_again(Window *w) {
+        log_notice("Transaction %s: manifest %s changed or is gone; choosing again.", w->tx->id,
+                   w->tx->manifest_target);
+}
+
 static void on_probe_found(TufClient *c, int error, const TufTargetFile *t, void *userdata) {
         Window *w = userdata;
         Select *s = w->select;
@@ -838,8 +844,7 @@ static void on_probe_found(TufClient *c, int error, const TufTargetFile *t, void
         if (w->tx && w->tx->manifest_id) {
                 s->own_first = w->tx->manifest_target && strv_has(s->paths, w->tx->manifest_target);
                 if (!s->own_first)
-                        log_notice("Transaction %s: manifest %s changed or is gone; choosing again.",
-                                   w->tx->id, w->tx->manifest_target);
+                        log_choosing_again(w);
         }
         select_load_next(w);
 }
@@ -854,13 +859,19 @@ static void select_loaded(Window *w, bool kept) {
                         select_choose(w);
                         return;
                 }
-                log_notice("Transaction %s: manifest %s changed or is gone; choosing again.", w->tx->id,
-                           w->tx->manifest_target);
+                log_choosing_again(w);
         }
         select_load_next(w);
 }
 
 static void on_candidate_found(TufClient *c, int error, const TufTargetFile *t, void *userdata);
+
+/* The manifest being loaded is left out (logged, with what failed): on to
+ * the next. */
+static void select_skip(Window *w, int r, const char *what) {
+        log_warning_errno(r, "Manifest %s: %s: %s", w->select->path, what, cause(r));
+        select_loaded(w, false);
+}
 
 /* Search the next listed manifest, or choose when all were loaded. */
 static void select_load_next(Window *w) {
@@ -882,8 +893,7 @@ static void select_load_next(Window *w) {
                 log_warning_errno(r, "Manifest %s: cannot start the search: %s", s->path, cause(r));
                 if (s->own_first) {
                         s->own_first = false;
-                        log_notice("Transaction %s: manifest %s changed or is gone; choosing again.",
-                                   w->tx->id, w->tx->manifest_target);
+                        log_choosing_again(w);
                 }
         }
 }
@@ -898,9 +908,7 @@ static void on_candidate_found(TufClient *c, int error, const TufTargetFile *t, 
         if (select_cancelled(w))
                 return;
         if (error < 0) {
-                log_warning_errno(error, "Manifest %s: %s: %s", s->path,
-                                  tuf_client_error_context(c) ?: "not found", cause(error));
-                select_loaded(w, false);
+                select_skip(w, error, tuf_client_error_context(c) ?: "not found");
                 return;
         }
         if (t->length > MANIFEST_SIZE_MAX) {
@@ -912,10 +920,8 @@ static void on_candidate_found(TufClient *c, int error, const TufTargetFile *t, 
         s->length = t->length;
         s->hashes = t->hashes;
         r = tuf_client_fetch_target_async(c, w->m->event, t, on_candidate_fetched, w);
-        if (r < 0) {
-                log_warning_errno(r, "Manifest %s: cannot start the download: %s", s->path, cause(r));
-                select_loaded(w, false);
-        }
+        if (r < 0)
+                select_skip(w, r, "cannot start the download");
 }
 
 static void on_candidate_fetched(TufClient *c, int error, char *data, size_t size, void *userdata) {
@@ -928,9 +934,7 @@ static void on_candidate_fetched(TufClient *c, int error, char *data, size_t siz
         if (select_cancelled(w))
                 return;
         if (error < 0) {
-                log_warning_errno(error, "Manifest %s: %s: %s", s->path,
-                                  tuf_client_error_context(c) ?: "download", cause(error));
-                select_loaded(w, false);
+                select_skip(w, error, tuf_client_error_context(c) ?: "download");
                 return;
         }
         /* Verified: parse. */

@@ -106,6 +106,19 @@ expect_aborted() {
 	[ "$(virt domstate "$DOMAIN")" != running ] || fail "$where: the desktop was started"
 }
 
+# expect_cancelled WAITER STATE: Cancel() the window that `update now --wait`
+# (pid WAITER, output in $w/out) follows: it exits 6, the transaction is
+# aborted at STATE, cancelled.
+expect_cancelled() {
+	local waiter=$1 where=$2 rc=0
+	busctl --address="$OOBD_BUS" call org.oob.Manager1 /org/oob/Manager1 org.oob.Manager1 Cancel >/dev/null ||
+		fail "$where: Cancel"
+	wait "$waiter" || rc=$?
+	[ $rc -eq 6 ] || { cat "$w/out" >&2; fail "$where: cancel: update now --wait: exit $rc, expected 6"; }
+	[ "$(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')" = "aborted true $where cancelled" ] ||
+		fail "$where: cancel: the file says $(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')"
+}
+
 # ---- the world ----------------------------------------------------------------------
 start=$(date +%s)
 scripts/world up "$w" --empty --desktop-off --stability 5 --quiet >/dev/null 2>"$w.err" ||
@@ -190,13 +203,7 @@ echo "slow select: $reads property reads, $in_select during the select step, the
 timeout 60 "$OOBCTL" update now --wait --bus-address "$OOBD_BUS" >"$w/out" 2>&1 &
 waiter=$!
 wait_for 20 "the select step" bash -c "busctl --address='$OOBD_BUS' get-property org.oob.Manager1 /org/oob/Manager1 org.oob.Manager1 JobStep | grep -q select"
-busctl --address="$OOBD_BUS" call org.oob.Manager1 /org/oob/Manager1 org.oob.Manager1 Cancel >/dev/null ||
-	fail "Cancel"
-rc=0
-wait "$waiter" || rc=$?
-[ $rc -eq 6 ] || { cat "$w/out" >&2; fail "slow select: cancel: update now --wait: exit $rc, expected 6"; }
-[ "$(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')" = "aborted true refreshing cancelled" ] ||
-	fail "slow select: cancel: the file says $(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')"
+expect_cancelled "$waiter" refreshing
 alive "$OOBD_PID" || fail "slow select: oobd is gone"
 unpublish 2026-08-slow
 cp "$w/oobd.conf.orig" "$CONFIG"
@@ -212,14 +219,8 @@ partial="$OOBD_STATE/payloads/payloads%2F2026-08-cancel.tar.partial"
 timeout 60 "$OOBCTL" update now --wait --bus-address "$OOBD_BUS" >"$w/out" 2>&1 &
 waiter=$!
 wait_for 30 "the download to begin" bash -c "[ \$(stat -c %s '$partial' 2>/dev/null || echo 0) -ge 262144 ]"
-busctl --address="$OOBD_BUS" call org.oob.Manager1 /org/oob/Manager1 org.oob.Manager1 Cancel >/dev/null ||
-	fail "Cancel"
-rc=0
-wait "$waiter" || rc=$?
-[ $rc -eq 6 ] || { cat "$w/out" >&2; fail "cancel: update now --wait: exit $rc, expected 6"; }
+expect_cancelled "$waiter" downloading
 id=$(tx 'd.id')
-[ "$(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')" = "aborted true downloading cancelled" ] ||
-	fail "cancel: the file says $(tx 'd.state + " " + d.cancelled + " " + d.failure.state + " " + d.failure.reason')"
 [ -s "$partial" ] || fail "cancel: the partial download was not kept for the next window"
 wait_for 30 "the report of $id" grep -q "\"key\":\"$id-aborted\"" "$REPORTS_STORE"
 [ "$(grep "\"key\":\"$id-aborted\"" "$REPORTS_STORE" | json /dev/stdin 'd.report.cancelled + " " + d.report.outcome')" = "true aborted" ] ||

@@ -889,21 +889,25 @@ static int async_tick(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-/* Run e until a->calls (at most 20 s), then a little longer: done() comes
- * exactly once. */
-static void async_run(sd_event *e, AsyncResult *a) {
+/* Run e until *calls (at most limit_sec), then a little longer: done()
+ * comes exactly once. */
+static void run_until(sd_event *e, const unsigned *calls, long limit_sec) {
         struct timespec start, now;
 
         clock_gettime(CLOCK_MONOTONIC, &start);
-        while (a->calls == 0) {
+        while (*calls == 0) {
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                ck_assert_int_lt(now.tv_sec - start.tv_sec, 20);
+                ck_assert_int_lt(now.tv_sec - start.tv_sec, limit_sec);
                 ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
         }
-        ck_assert_uint_eq(a->calls, 1);
+        ck_assert_uint_eq(*calls, 1);
         for (int i = 0; i < 5; i++)
                 ck_assert_int_ge(sd_event_run(e, 1000), 0);
-        ck_assert_uint_eq(a->calls, 1);
+        ck_assert_uint_eq(*calls, 1);
+}
+
+static void async_run(sd_event *e, AsyncResult *a) {
+        run_until(e, &a->calls, 20);
 }
 
 /* _i: 0 plain names, 1 consistent snapshots */
@@ -1096,28 +1100,11 @@ static void fetch_done(TufClient *c, int error, char *data, size_t size, void *u
         ck_assert(error < 0 ? data == NULL : data != NULL);
 }
 
-/* Run e until *calls (at most 60 s), then a little longer: done() comes
- * exactly once. */
-static void run_until(sd_event *e, const unsigned *calls) {
-        struct timespec start, now;
-
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        while (*calls == 0) {
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                ck_assert_int_lt(now.tv_sec - start.tv_sec, 60);
-                ck_assert_int_ge(sd_event_run(e, 10 * 1000), 0);
-        }
-        ck_assert_uint_eq(*calls, 1);
-        for (int i = 0; i < 5; i++)
-                ck_assert_int_ge(sd_event_run(e, 1000), 0);
-        ck_assert_uint_eq(*calls, 1);
-}
-
 static void find_async(TufClient *c, sd_event *e, const char *path, FindResult *f) {
         *f = (FindResult){};
         ck_assert_int_eq(tuf_client_find_target_async(c, e, path, find_done, f), 0);
         ck_assert_uint_eq(f->calls, 0); /* never from inside the call */
-        run_until(e, &f->calls);
+        run_until(e, &f->calls, 60);
 }
 
 static void fetch_async(TufClient *c, sd_event *e, const TufTargetFile *t, FetchResult *f) {
@@ -1125,7 +1112,7 @@ static void fetch_async(TufClient *c, sd_event *e, const TufTargetFile *t, Fetch
         *f = (FetchResult){};
         ck_assert_int_eq(tuf_client_fetch_target_async(c, e, t, fetch_done, f), 0);
         ck_assert_uint_eq(f->calls, 0);
-        run_until(e, &f->calls);
+        run_until(e, &f->calls, 60);
 }
 
 static void context_has(TufClient *c, const char *expected) {
@@ -1543,7 +1530,7 @@ START_TEST(test_find_async_busy_and_free) {
         ck_assert_int_eq(tuf_client_refresh(c), 0);
         a = (FindResult){.free_client = true, .client = &c};
         ck_assert_int_eq(tuf_client_find_target_async(c, e, "payloads/a.tar", find_done, &a), 0);
-        run_until(e, &a.calls);
+        run_until(e, &a.calls, 20);
         ck_assert_int_eq(a.error, 0);
         ck_assert_ptr_null(c);
 
@@ -1562,7 +1549,7 @@ START_TEST(test_find_async_busy_and_free) {
         c = client_new();
         ck_assert_int_eq(tuf_client_refresh(c), 0);
         ck_assert_int_eq(tuf_client_find_target_async(c, e, "payloads/a.tar", chain_fetch, &ch), 0);
-        run_until(e, &ch.fetch.calls);
+        run_until(e, &ch.fetch.calls, 20);
         ck_assert_uint_eq(ch.calls, 1);
         ck_assert_int_eq(ch.fetch.error, 0);
         ck_assert_str_eq(ch.fetch.data, payload);
