@@ -255,7 +255,9 @@ START_TEST(test_two_concurrent_transfers) {
         ck_assert_int_eq(a.error, 0);
         ck_assert_int_eq(a.status, 200);
         ck_assert_uint_eq(a.size, 100);
-        ck_assert_uint_ge(a.sink_calls, 5); /* piece by piece */
+        /* Piece by piece: ten 10-byte pieces 100 ms apart. A loaded loop (the
+         * 4 MiB transfer under ASan) may read several at once, so not ten. */
+        ck_assert_uint_ge(a.sink_calls, 2);
         ck_assert_int_eq(b.error, 0);
         ck_assert_uint_eq(b.size, 4 * 1024 * 1024);
         ck_assert_int_eq(b.data[26], 'a');
