@@ -28,7 +28,7 @@ typedef enum BootSectorKind {
 } BootSectorKind;
 BootSectorKind boot_sector_kind(const uint8_t sector[static 512]);
 
-/* ---- domain.c, event.c (added by the domain helper) ----------------------- */
+/* ---- domain.c, event.c ----------------------------------------------------- */
 
 /* virInitialize() and libvirt's error printing routed to our debug log;
  * once per process, called by every entry point that talks to libvirt. */

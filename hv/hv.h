@@ -373,7 +373,7 @@ void crash_info_done(CrashInfo *c);
 
 /* -- added by the domain helper (implemented in domain.c) -- */
 /*
- * What callers of the functions above see (domain helper):
+ * What callers of the functions above see:
  *   - A panic gives one CRASHED, then STOPPED: the template's on_crash
  *     destroy powers the domain off and the system disk is free.
  *     desktop_state() says "crashed" from the CRASHED event on until the

@@ -244,7 +244,7 @@ void jw_kv_int(JsonWriter *w, const char *key, int64_t v);
 void jw_kv_uint(JsonWriter *w, const char *key, uint64_t v);
 void jw_kv_bool(JsonWriter *w, const char *key, bool v);
 
-/* ---- configuration files (config.c; added by the "oobd" helper) --------- */
+/* ---- configuration files (config.c) ------------------------------------- */
 
 /*
  * An ini-style configuration file, parsed strictly against a table:

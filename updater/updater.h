@@ -114,7 +114,7 @@ int tuf_client_fetch_target(TufClient *c, const TufTargetFile *t, char **ret, si
 /* The trusted set after a refresh, for callers that need the metadata. */
 const TufTrustedSet *tuf_client_trusted(const TufClient *c);
 
-/* ---- additions by the "client" helper (updater/tuf-client.c) ------------ */
+/* ---- the TUF client: details (updater/tuf-client.c) --------------------- */
 
 /* Where the last failing call on c failed, for the caller's one error
  * message. Refresh names the metadata file and the step: "timestamp.json"
@@ -153,7 +153,7 @@ typedef struct ApplyResult {
  */
 int apply_manifest(NtfsVolume *v, const PatchManifest *m, const ApplyOptions *o, ApplyResult *ret);
 
-/* ---- additions by the "apply" helper (updater/apply.c) ------------------ */
+/* ---- applying a patch manifest: details (updater/apply.c) -------------- */
 
 /*
  * apply_manifest(), and on failure *ret_error (may be NULL; freed by the
@@ -300,7 +300,7 @@ typedef void (*TufProgress)(TufClient *c, uint64_t done_bytes, uint64_t total_by
 int tuf_client_download_target_async(TufClient *c, sd_event *e, const TufTargetFile *t, const char *target_dir,
                                      TufProgress progress, TufClientDone done, void *userdata);
 
-/* ---- additions by the "async" helper (fetch.c, tuf-client.c): the details -- */
+/* ---- transfers on a loop (fetch.c, tuf-client.c): the details ------------ */
 
 /*
  * Fetch jobs. fetcher_start() returns a negative errno, and never calls
@@ -359,7 +359,7 @@ int tuf_client_download_target_async(TufClient *c, sd_event *e, const TufTargetF
  * that suffix.
  */
 
-/* ---- additions by the "async-select" helper (tuf-client.c) ----------------- */
+/* ---- target search and fetch on a loop (tuf-client.c) --------------------- */
 
 /*
  * tuf_client_find_target() on loop e: the same pre-order search with the
@@ -419,7 +419,7 @@ int outbox_resume(Outbox *o);
 /* Reports still waiting for delivery. */
 size_t outbox_pending(const Outbox *o);
 
-/* ---- additions by the "outbox" helper (updater/report.c) ------------------ */
+/* ---- the report outbox: details (updater/report.c) ------------------------ */
 
 /*
  * The outbox in detail (the contract above still holds):

@@ -30,7 +30,7 @@ typedef struct OfflineDisk OfflineDisk;
 typedef struct Partition Partition;
 int image_find_windows(OfflineDisk *d, Partition *ret, bool *ret_bitlocker);
 
-/* ---- the D-Bus verbs (status.c, update.c, history.c; added by the "oobd" helper) ---- */
+/* ---- the D-Bus verbs (status.c, update.c, history.c) ----------------------------- */
 
 /* Exit statuses of the verbs that talk to oobd, beyond the three above. */
 #define OOBCTL_EXIT_UNREACHABLE 3      /* oobd is not running, or the bus is not reachable */
