@@ -70,6 +70,10 @@ check() {
 
 # ---- the world ----------------------------------------------------------------------
 "$top/tests/standin/build-standin" "$out" >/dev/null
+# QEMU runs as libvirt-qemu: it reads the kernel from $work (0755), not from
+# the checkout, whose parents may be private (a clone under /root or mktemp).
+mkdir "$work/standin"
+cp "$out/vmlinuz" "$out/initrd.img" "$out/cmdline" "$work/standin/"
 marker() { printf 'oob-standin: %s\n' "$1" >"$work/$2"; }
 marker healthy healthy.sys
 marker crash crash.sys
@@ -114,7 +118,7 @@ check "fixture: libvirtd listens on no TCP port" \
 make --no-print-directory -s BUILD="$build" "$build/tests/hv/test-domain" >"$work/make.log" 2>&1 ||
 	{ cat "$work/make.log" >&2; exit 1; }
 start=$(date +%s)
-if OOB_TEST_LIBVIRT=1 OOB_TEST_LIBVIRT_URI="$LIBVIRT_URI" OOB_TEST_STANDIN="$out" OOB_TEST_DISKS="$work" \
+if OOB_TEST_LIBVIRT=1 OOB_TEST_LIBVIRT_URI="$LIBVIRT_URI" OOB_TEST_STANDIN="$work/standin" OOB_TEST_DISKS="$work" \
 	CK_FORK=yes CK_DEFAULT_TIMEOUT=240 "$build/tests/hv/test-domain" >"$work/test.out" 2>&1; then
 	pass "tests/hv/test-domain with libvirt, QEMU and the stand-in ($(($(date +%s) - start)) s)"
 	grep -E '^[0-9]+%: Checks|^test-domain: crash seen' "$work/test.out" | sed 's/^test-domain: //; s/^/     /' || true

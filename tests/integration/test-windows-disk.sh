@@ -210,9 +210,14 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null
 	user=$(mktemp -d "${TMPDIR:-/tmp}/test-windows-disk-user.XXXXXX")
 	trap 'rm -rf "$work" "$user"' EXIT
 	chmod 0777 "$user"
+	# The fixture from a copy nobody can read: the checkout's parents may be
+	# private (a clone under /root or mktemp).
+	mkdir -p "$user/fixtures"
+	cp "$mwd" "$top/tests/fixtures/winfs-tool.c" "$user/fixtures/"
+	chmod -R a+rX "$user/fixtures"
 	check "builds as user nobody (no root, no mounts)" setpriv --reuid=nobody --regid="$(id -gn nobody)" --clear-groups \
 		env -i PATH="$PATH" HOME="$user" TMPDIR="$user" OOB_FIXTURE_BUILD="$user/tool" \
-		bash "$mwd" "$user/u.qcow2" --size 256M --layout mbr --variant hibernated
+		bash "$user/fixtures/make-windows-disk" "$user/u.qcow2" --size 256M --layout mbr --variant hibernated
 	check "its disk is complete" bash -c "qemu-img check -q '$user/u.qcow2' && test \"\$(stat -c %U '$user/u.qcow2')\" = nobody"
 else
 	echo "skip builds as an unprivileged user (not root, or no setpriv/nobody)"
